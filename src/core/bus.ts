@@ -1,0 +1,544 @@
+import { isMetanetError, MetanetError } from './errors.js';
+import {
+  CONTINUE,
+  type Context,
+  type Listener,
+  type ListenerFailure,
+  type ListenerHandle,
+  type ListenerInfo,
+  type ListenOptions,
+  type ListenerResult,
+  STOP,
+  type SendResult,
+} from './listener.js';
+import { createLogger, type Logger } from './log.js';
+import { type Attached, Mailbox, type MailboxInfo } from './mailbox.js';
+import { Message, type MessageInit } from './message.js';
+import { type Address, checkPath, formatAddress, parseAddress } from './path.js';
+import { type Timer, Timers } from './timers.js';
+import type { Transport } from './transport.js';
+
+/** Well-known mailboxes of every bus. */
+export const UNDELIVERED = '/system/undelivered';
+export const ERRORS = '/system/error';
+/** The tag that carries the address a reply goes to. */
+export const REPLY_TO = 'reply-to';
+
+export interface BusOptions {
+  /** The daemon name; `name:/path` addresses with this name are local. */
+  readonly name?: string;
+  readonly logger?: Logger;
+}
+
+export interface MailboxOptions {
+  readonly tuples?: MessageInit;
+  /** Finish one message's whole chain before starting the next (default false). */
+  readonly serial?: boolean;
+}
+
+export interface WaitOptions {
+  /** Tuples the message must contain, or a predicate. */
+  readonly match?: MessageInit | ((m: Message) => boolean);
+  /** Milliseconds; default 30000. `Infinity` waits forever. */
+  readonly timeout?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface RequestOptions {
+  /** Milliseconds; default 5000. */
+  readonly timeout?: number;
+}
+
+/** One message on its way down one mailbox's chain. */
+class Delivery {
+  next = 0;
+  ran = 0;
+  stoppedBy: ListenerInfo | undefined;
+  errors: ListenerFailure[] | undefined;
+  timedOut: ListenerInfo[] | undefined;
+  chain: readonly Attached[] = [];
+  constructor(
+    readonly bus: Bus,
+    readonly mb: Mailbox | undefined,
+    readonly path: string,
+    readonly msg: Message,
+    readonly done: ((r: SendResult) => void) | undefined,
+  ) {}
+
+  result(): SendResult {
+    return {
+      mailbox: this.path,
+      delivered: this.ran > 0,
+      listeners: this.ran,
+      stopped: this.stoppedBy !== undefined,
+      stoppedBy: this.stoppedBy,
+      errors: this.errors ?? [],
+      timedOut: this.timedOut ?? [],
+    };
+  }
+}
+
+class ListenerContext implements Context {
+  constructor(
+    private readonly d: Delivery,
+    readonly listener: ListenerInfo,
+  ) {}
+  get mailbox(): string {
+    return this.d.path;
+  }
+  get replyTo(): string | undefined {
+    const t = this.d.msg.get(REPLY_TO);
+    return t?.type === 'str' ? t.value : undefined;
+  }
+  reply(init?: MessageInit): Promise<SendResult> {
+    const to = this.replyTo;
+    if (to === undefined)
+      return Promise.reject(
+        new MetanetError('ENOTUPLE', `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`),
+      );
+    return this.d.bus.send(to, init);
+  }
+  send(address: string, init?: MessageInit): Promise<SendResult> {
+    return this.d.bus.send(address, init);
+  }
+}
+
+function isThenable(x: unknown): x is PromiseLike<ListenerResult> {
+  return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The bus: a namespace of mailboxes, each with an ordered chain of listeners, and the loop that
+ * delivers messages to them. See docs/core.md for the rules (ordering, verdicts, async, errors).
+ */
+export class Bus {
+  readonly name: string | undefined;
+  readonly log: Logger;
+  private readonly boxes = new Map<string, Mailbox>();
+  private queue: Delivery[] = [];
+  private scheduled: NodeJS.Immediate | undefined;
+  private nextId = 1;
+  private closed = false;
+  private readonly timers: Timers;
+  private readonly transports: Transport[] = [];
+  private readonly waiters = new Set<(e: Error) => void>();
+  private inflight = 0;
+  private idle: (() => void)[] = [];
+
+  constructor(options: BusOptions = {}) {
+    this.name = options.name;
+    this.log = options.logger ?? createLogger(options.name ? { daemon: options.name } : {});
+    this.timers = new Timers((e) => this.reportError('(timer)', undefined, e));
+  }
+
+  // ---- mailboxes -------------------------------------------------------------------------
+
+  /** Create a mailbox with its own tuples. EEXIST if it exists (listen() creates bare ones implicitly). */
+  create(path: string, options: MailboxOptions = {}): MailboxInfo {
+    checkPath(path);
+    const old = this.boxes.get(path);
+    if (old && (old.chain.length > 0 || old.tuples.length > 0 || old.serial))
+      throw new MetanetError('EEXIST', `mailbox ${path} already exists`);
+    const mb = new Mailbox(path, Message.from(options.tuples), options.serial ?? false);
+    if (old) mb.chain = old.chain;
+    this.boxes.set(path, mb);
+    return mb.info();
+  }
+
+  /** Remove a mailbox and detach its listeners. Returns false if there was none. */
+  remove(path: string): boolean {
+    const mb = this.boxes.get(checkPath(path));
+    if (!mb) return false;
+    mb.removeAll();
+    this.boxes.delete(path);
+    return true;
+  }
+
+  has(path: string): boolean {
+    return this.boxes.has(path);
+  }
+
+  /** Introspection: one mailbox (undefined if absent) … */
+  mailbox(path: string): MailboxInfo | undefined {
+    return this.boxes.get(checkPath(path))?.info();
+  }
+
+  /** … or all of them, sorted by path. */
+  mailboxes(): MailboxInfo[] {
+    return [...this.boxes.values()].map((m) => m.info()).sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+
+  // ---- listeners -------------------------------------------------------------------------
+
+  /**
+   * Attach a listener. A local mailbox that does not exist yet is created. For a remote address
+   * (`daemon:/path`) the handle is returned at once and `handle.ready` settles when the remote
+   * daemon has it in its chain.
+   */
+  listen(address: string, fn: Listener, options: ListenOptions = {}): ListenerHandle {
+    this.open();
+    const addr = parseAddress(address);
+    const identity = Message.from(options.identity);
+    const id = this.nextId++;
+    if (!this.isLocal(addr)) {
+      const remote = this.transportFor(addr).listen(addr, fn, options);
+      remote.ready.catch(() => {}); // the caller sees it through handle.ready
+      return { id, address, identity, ready: remote.ready, remove: () => remote.remove() };
+    }
+    const path = addr.path;
+    let mb = this.boxes.get(path);
+    if (!mb) {
+      mb = new Mailbox(path, Message.empty, false);
+      this.boxes.set(path, mb);
+    }
+    const attached: Attached = {
+      info: {
+        id,
+        mailbox: path,
+        identity,
+        name: fn.name || 'anonymous',
+        remote: options.remote,
+        timeout: options.timeout,
+        onTimeout: options.onTimeout ?? 'continue',
+      },
+      fn,
+      removed: false,
+    };
+    mb.insert(attached, options.position);
+    const box = mb;
+    return {
+      id,
+      address,
+      identity,
+      ready: Promise.resolve(),
+      remove: () => {
+        box.remove(id);
+      },
+    };
+  }
+
+  append(address: string, fn: Listener, identity?: MessageInit): ListenerHandle {
+    return this.listen(address, fn, { identity, position: 'append' });
+  }
+
+  prepend(address: string, fn: Listener, identity?: MessageInit): ListenerHandle {
+    return this.listen(address, fn, { identity, position: 'prepend' });
+  }
+
+  /** Detach listeners of a local mailbox by handle, id, or identity tuples. Returns how many. */
+  unlisten(path: string, which: ListenerHandle | number | MessageInit): number {
+    if (typeof which === 'object' && which !== null && 'remove' in which && typeof which.remove === 'function') {
+      const before = this.boxes.get(path)?.chain.length ?? 0;
+      which.remove();
+      return before - (this.boxes.get(path)?.chain.length ?? 0);
+    }
+    const mb = this.boxes.get(checkPath(path));
+    return mb ? mb.remove(which) : 0;
+  }
+
+  // ---- sending ---------------------------------------------------------------------------
+
+  /**
+   * Queue a message for delivery through the loop. Resolves when the chain has finished, with
+   * what happened (listeners run, stop, errors). Never rejects for listener failures; rejects
+   * for a bad address, a closed bus, or an unreachable remote daemon.
+   */
+  send(address: string, init?: MessageInit): Promise<SendResult> {
+    if (this.closed) return Promise.reject(new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`));
+    let addr: Address;
+    let m: Message;
+    try {
+      addr = parseAddress(address);
+      m = Message.from(init);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!this.isLocal(addr)) {
+      try {
+        return this.transportFor(addr).send(addr, m);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return new Promise((resolve) => this.enqueue(addr.path, m, resolve));
+  }
+
+  /** Fire-and-forget send: like send() without the result promise (cheaper on hot paths). */
+  post(address: string, init?: MessageInit): void {
+    if (this.closed) throw new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`);
+    if (address.charCodeAt(0) === 47 /* '/' */ && this.boxes.has(address)) {
+      this.enqueue(address, init instanceof Message ? init : Message.from(init), undefined);
+      return;
+    }
+    this.send(address, init).catch((e) => this.reportError(address, undefined, e));
+  }
+
+  private enqueue(path: string, m: Message, done: ((r: SendResult) => void) | undefined): void {
+    this.queue.push(new Delivery(this, this.boxes.get(path), path, m, done));
+    this.inflight++;
+    if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+  }
+
+  /** Runs once per loop turn: delivers what was queued before it started (later sends wait a turn). */
+  private readonly drain = (): void => {
+    this.scheduled = undefined;
+    const q = this.queue;
+    this.queue = [];
+    for (let i = 0; i < q.length; i++) this.start(q[i]!);
+  };
+
+  private start(d: Delivery): void {
+    const mb = d.mb;
+    if (mb === undefined || mb.chain.length === 0) {
+      this.finish(d);
+      return;
+    }
+    if (mb.serial) {
+      if (mb.busy) {
+        mb.backlog.push(() => this.start(d));
+        return;
+      }
+      mb.busy = true;
+    }
+    d.chain = mb.chain;
+    this.run(d);
+  }
+
+  /** Walk the chain from d.next; returns when done or when an async listener is pending. */
+  private run(d: Delivery): void {
+    const chain = d.chain;
+    while (d.next < chain.length) {
+      const a = chain[d.next++]!;
+      if (a.removed) continue;
+      d.ran++;
+      let r: unknown;
+      try {
+        r = a.fn(d.msg, new ListenerContext(d, a.info));
+      } catch (e) {
+        this.failed(d, a.info, e);
+        continue;
+      }
+      if (r === undefined || r === CONTINUE) continue;
+      if (r === STOP) {
+        d.stoppedBy = a.info;
+        break;
+      }
+      if (isThenable(r)) {
+        this.await(d, a.info, r);
+        return;
+      }
+      this.failed(d, a.info, new Error(`listener returned ${JSON.stringify(r)}; return STOP, CONTINUE or nothing`));
+    }
+    this.finish(d);
+  }
+
+  private await(d: Delivery, info: ListenerInfo, p: PromiseLike<ListenerResult>): void {
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (verdict: unknown, error?: unknown, timedOut = false): void => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      if (timedOut) {
+        (d.timedOut ??= []).push(info);
+        this.log.log('warn', 'listener timed out', { mailbox: d.path, listener: info.id, ms: info.timeout });
+        if (info.onTimeout === 'stop') d.stoppedBy = info;
+      } else if (error !== undefined) this.failed(d, info, error);
+      else if (verdict === STOP) d.stoppedBy = info;
+      else if (verdict !== undefined && verdict !== CONTINUE)
+        this.failed(d, info, new Error(`listener resolved ${JSON.stringify(verdict)}; use STOP, CONTINUE or nothing`));
+      if (d.stoppedBy) this.finish(d);
+      else this.run(d);
+    };
+    if (info.timeout !== undefined && Number.isFinite(info.timeout))
+      timer = setTimeout(() => settle(undefined, undefined, true), info.timeout);
+    p.then(
+      (v) => settle(v),
+      (e) => settle(undefined, e ?? new Error('listener rejected')),
+    );
+  }
+
+  private failed(d: Delivery, info: ListenerInfo, e: unknown): void {
+    (d.errors ??= []).push({ listener: info, error: errorText(e) });
+    this.reportError(d.path, info, e);
+  }
+
+  private finish(d: Delivery): void {
+    const mb = d.mb;
+    if (mb?.serial && d.chain.length > 0) {
+      mb.busy = false;
+      const next = mb.backlog.shift();
+      if (next) next();
+    }
+    if (d.ran === 0 && d.path !== UNDELIVERED && d.path !== ERRORS) {
+      if (this.boxes.get(UNDELIVERED)?.chain.length) this.enqueue(UNDELIVERED, undeliveredMessage(d), undefined);
+      else this.log.log('debug', 'undelivered', { mailbox: d.path });
+    }
+    this.inflight--;
+    if (d.done) d.done(d.result());
+    if (this.inflight === 0 && this.idle.length) for (const f of this.idle.splice(0)) f();
+  }
+
+  private reportError(mailbox: string, info: ListenerInfo | undefined, e: unknown): void {
+    const fields = { mailbox, listener: info?.id, name: info?.name, error: errorText(e) };
+    if (mailbox !== ERRORS && !this.closed && this.boxes.get(ERRORS)?.chain.length) {
+      this.enqueue(
+        ERRORS,
+        Message.from({ mailbox, listener: info?.id, name: info?.name, error: errorText(e) }),
+        undefined,
+      );
+    } else this.log.log('error', 'listener failed', fields);
+  }
+
+  // ---- synchronous style -----------------------------------------------------------------
+
+  /**
+   * Resolve with the next message on `address` that matches. The waiter is prepended, so it sees
+   * the message even when a listener later in the chain stops it; it never stops the chain itself.
+   */
+  wait(address: string, options: WaitOptions = {}): Promise<Message> {
+    this.open();
+    const ms = options.timeout ?? 30000;
+    const m = options.match;
+    const test: (x: Message) => boolean =
+      typeof m === 'function' ? m : m === undefined ? () => true : ((p) => (x: Message) => x.matches(p))(Message.from(m));
+    return new Promise<Message>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = (): void => {
+        if (timer) clearTimeout(timer);
+        handle.remove();
+        this.waiters.delete(fail);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
+      const fail = (e: Error): void => {
+        cleanup();
+        reject(e);
+      };
+      const onAbort = (): void => fail(new MetanetError('ETIMEDOUT', `wait on ${address} aborted`));
+      const handle = this.listen(
+        address,
+        function wait(x) {
+          let ok: boolean;
+          try {
+            ok = test(x);
+          } catch (e) {
+            fail(e instanceof Error ? e : new Error(String(e)));
+            return;
+          }
+          if (!ok) return;
+          cleanup();
+          resolve(x);
+        },
+        { position: 'prepend', identity: { wait: address } },
+      );
+      handle.ready.catch(fail);
+      this.waiters.add(fail);
+      if (Number.isFinite(ms))
+        timer = setTimeout(() => {
+          const what = m === undefined ? '' : typeof m === 'function' ? ' matching the predicate' : ` matching {${Message.from(m)}}`;
+          fail(new MetanetError('ETIMEDOUT', `no message on ${address}${what} within ${ms} ms`));
+        }, ms);
+      if (options.signal?.aborted) onAbort();
+      else options.signal?.addEventListener('abort', onAbort);
+    });
+  }
+
+  /**
+   * Request/reply: send `init` plus a `reply-to` tuple naming a fresh mailbox, and resolve with
+   * the first message sent there (listeners answer with `ctx.reply(...)`). Rejects at once when
+   * nobody listens, with ETIMEDOUT when nobody replies in time.
+   */
+  async request(address: string, init?: MessageInit, options: RequestOptions = {}): Promise<Message> {
+    this.open();
+    const ms = options.timeout ?? 5000;
+    const replyPath = `/system/reply/${this.nextId++}`;
+    const reply = this.wait(replyPath, { timeout: ms });
+    reply.catch(() => {});
+    try {
+      const r = await this.send(address, Message.from(init).set({ [REPLY_TO]: replyPath }));
+      if (!r.delivered) throw new MetanetError('ENOLISTENER', `no listener on ${address} to answer the request`);
+      return await reply.catch((e: unknown) => {
+        if (isMetanetError(e, 'ETIMEDOUT'))
+          throw new MetanetError('ETIMEDOUT', `no reply from ${address} within ${ms} ms`);
+        throw e;
+      });
+    } finally {
+      this.boxes.get(replyPath)?.removeAll();
+      this.boxes.delete(replyPath);
+    }
+  }
+
+  /** One-shot timer on the loop; cancelled by `close()`. */
+  timeout(ms: number, fn: () => unknown): Timer {
+    return this.timers.timeout(ms, fn);
+  }
+
+  /** Periodic timer on the loop; cancelled by `close()`. */
+  every(ms: number, fn: () => unknown): Timer {
+    return this.timers.every(ms, fn);
+  }
+
+  // ---- remote ----------------------------------------------------------------------------
+
+  /** Route addresses that name other daemons or hosts through this transport. */
+  attach(t: Transport): void {
+    this.transports.push(t);
+  }
+
+  isLocal(addr: Address): boolean {
+    return addr.daemon === undefined || (addr.host === undefined && addr.daemon === this.name);
+  }
+
+  private transportFor(addr: Address): Transport {
+    const t = this.transports.find((x) => x.handles(addr));
+    if (!t)
+      throw new MetanetError(
+        'ENOREMOTE',
+        `cannot reach ${formatAddress(addr)}: this bus has no transport for ${addr.host ? 'other hosts (NATS)' : 'other daemons'}`,
+      );
+    return t;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  private open(): void {
+    if (this.closed) throw new MetanetError('ECLOSED', 'the bus is closed');
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Resolves when every queued and running chain has finished. */
+  settled(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+
+  /**
+   * Shut down: refuse new sends, let queued chains finish (up to `graceMs`), cancel timers and
+   * waits, close transports. Leaves no timer or handle behind.
+   */
+  async close(graceMs = 1000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.inflight > 0) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([this.settled(), new Promise<void>((r) => (t = setTimeout(r, graceMs)))]);
+      clearTimeout(t);
+    }
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    this.timers.closeAll();
+    for (const f of [...this.waiters]) f(new MetanetError('ECLOSED', 'the bus closed while waiting'));
+    await Promise.all(this.transports.map((t) => t.close()));
+  }
+}
+
+function undeliveredMessage(d: Delivery): Message {
+  return Message.from({ mailbox: d.path, message: d.msg });
+}

@@ -1,0 +1,21 @@
+import type { Listener, ListenOptions, SendResult } from './listener.js';
+import type { Message } from './message.js';
+import type { Address } from './path.js';
+
+/** A listener attached in another daemon. */
+export interface RemoteAttachment {
+  /** Resolves when the remote daemon has the listener in its chain; rejects with the reason it refused. */
+  readonly ready: Promise<void>;
+  remove(): void;
+}
+
+/**
+ * How a bus reaches mailboxes that live elsewhere. The IPC layer (Unix sockets) and the NATS
+ * layer implement it; the core only routes addresses to the first transport that `handles` them.
+ */
+export interface Transport {
+  handles(address: Address): boolean;
+  send(address: Address, msg: Message): Promise<SendResult>;
+  listen(address: Address, fn: Listener, options: ListenOptions): RemoteAttachment;
+  close(): Promise<void>;
+}
