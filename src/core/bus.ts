@@ -6,10 +6,10 @@ import {
   type ListenerFailure,
   type ListenerHandle,
   type ListenerInfo,
-  type ListenOptions,
   type ListenerResult,
-  STOP,
+  type ListenOptions,
   type SendResult,
+  STOP,
 } from './listener.js';
 import { createLogger, type Logger } from './log.js';
 import { type Attached, Mailbox, type MailboxInfo } from './mailbox.js';
@@ -94,7 +94,10 @@ class ListenerContext implements Context {
     const to = this.replyTo;
     if (to === undefined)
       return Promise.reject(
-        new MetanetError('ENOTUPLE', `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`),
+        new MetanetError(
+          'ENOTUPLE',
+          `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`,
+        ),
       );
     return this.d.bus.send(to, init);
   }
@@ -231,7 +234,12 @@ export class Bus {
 
   /** Detach listeners of a local mailbox by handle, id, or identity tuples. Returns how many. */
   unlisten(path: string, which: ListenerHandle | number | MessageInit): number {
-    if (typeof which === 'object' && which !== null && 'remove' in which && typeof which.remove === 'function') {
+    if (
+      typeof which === 'object' &&
+      which !== null &&
+      'remove' in which &&
+      typeof which.remove === 'function'
+    ) {
       const before = this.boxes.get(path)?.chain.length ?? 0;
       which.remove();
       return before - (this.boxes.get(path)?.chain.length ?? 0);
@@ -248,7 +256,8 @@ export class Bus {
    * for a bad address, a closed bus, or an unreachable remote daemon.
    */
   send(address: string, init?: MessageInit): Promise<SendResult> {
-    if (this.closed) return Promise.reject(new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`));
+    if (this.closed)
+      return Promise.reject(new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`));
     let addr: Address;
     let m: Message;
     try {
@@ -331,7 +340,11 @@ export class Bus {
         this.await(d, a.info, r);
         return;
       }
-      this.failed(d, a.info, new Error(`listener returned ${JSON.stringify(r)}; return STOP, CONTINUE or nothing`));
+      this.failed(
+        d,
+        a.info,
+        new Error(`listener returned ${JSON.stringify(r)}; return STOP, CONTINUE or nothing`),
+      );
     }
     this.finish(d);
   }
@@ -350,7 +363,11 @@ export class Bus {
       } else if (error !== undefined) this.failed(d, info, error);
       else if (verdict === STOP) d.stoppedBy = info;
       else if (verdict !== undefined && verdict !== CONTINUE)
-        this.failed(d, info, new Error(`listener resolved ${JSON.stringify(verdict)}; use STOP, CONTINUE or nothing`));
+        this.failed(
+          d,
+          info,
+          new Error(`listener resolved ${JSON.stringify(verdict)}; use STOP, CONTINUE or nothing`),
+        );
       if (d.stoppedBy) this.finish(d);
       else this.run(d);
     };
@@ -375,7 +392,8 @@ export class Bus {
       if (next) next();
     }
     if (d.ran === 0 && d.path !== UNDELIVERED && d.path !== ERRORS) {
-      if (this.boxes.get(UNDELIVERED)?.chain.length) this.enqueue(UNDELIVERED, undeliveredMessage(d), undefined);
+      if (this.boxes.get(UNDELIVERED)?.chain.length)
+        this.enqueue(UNDELIVERED, undeliveredMessage(d), undefined);
       else this.log.log('debug', 'undelivered', { mailbox: d.path });
     }
     this.inflight--;
@@ -405,7 +423,14 @@ export class Bus {
     const ms = options.timeout ?? 30000;
     const m = options.match;
     const test: (x: Message) => boolean =
-      typeof m === 'function' ? m : m === undefined ? () => true : ((p) => (x: Message) => x.matches(p))(Message.from(m));
+      typeof m === 'function'
+        ? m
+        : m === undefined
+          ? () => true
+          : (
+              (p) => (x: Message) =>
+                x.matches(p)
+            )(Message.from(m));
     return new Promise<Message>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const cleanup = (): void => {
@@ -439,7 +464,12 @@ export class Bus {
       this.waiters.add(fail);
       if (Number.isFinite(ms))
         timer = setTimeout(() => {
-          const what = m === undefined ? '' : typeof m === 'function' ? ' matching the predicate' : ` matching {${Message.from(m)}}`;
+          const what =
+            m === undefined
+              ? ''
+              : typeof m === 'function'
+                ? ' matching the predicate'
+                : ` matching {${Message.from(m)}}`;
           fail(new MetanetError('ETIMEDOUT', `no message on ${address}${what} within ${ms} ms`));
         }, ms);
       if (options.signal?.aborted) onAbort();
@@ -460,7 +490,8 @@ export class Bus {
     reply.catch(() => {});
     try {
       const r = await this.send(address, Message.from(init).set({ [REPLY_TO]: replyPath }));
-      if (!r.delivered) throw new MetanetError('ENOLISTENER', `no listener on ${address} to answer the request`);
+      if (!r.delivered)
+        throw new MetanetError('ENOLISTENER', `no listener on ${address} to answer the request`);
       return await reply.catch((e: unknown) => {
         if (isMetanetError(e, 'ETIMEDOUT'))
           throw new MetanetError('ETIMEDOUT', `no reply from ${address} within ${ms} ms`);

@@ -21,7 +21,10 @@ function plain(v: unknown): unknown {
   return v;
 }
 
-export function createLogger(base: Record<string, unknown> = {}, write = (line: string) => process.stderr.write(line)): Logger {
+export function createLogger(
+  base: Record<string, unknown> = {},
+  write = (line: string) => process.stderr.write(line),
+): Logger {
   const min = threshold();
   return {
     log(level, msg, fields) {

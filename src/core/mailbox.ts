@@ -39,7 +39,12 @@ export class Mailbox {
   ) {}
 
   info(): MailboxInfo {
-    return { path: this.path, tuples: this.tuples, serial: this.serial, listeners: this.chain.map((a) => a.info) };
+    return {
+      path: this.path,
+      tuples: this.tuples,
+      serial: this.serial,
+      listeners: this.chain.map((a) => a.info),
+    };
   }
 
   insert(a: Attached, position: Position = 'append'): void {

@@ -62,7 +62,8 @@ export type MessageInit = Message | readonly Tuple[] | { readonly [tag: string]:
 
 function checkInt(tag: string, v: number | bigint): number | bigint {
   if (typeof v === 'number') {
-    if (!Number.isInteger(v)) throw new MetanetError('EBADTUPLE', `tuple "${tag}": int value ${v} is not an integer`);
+    if (!Number.isInteger(v))
+      throw new MetanetError('EBADTUPLE', `tuple "${tag}": int value ${v} is not an integer`);
     if (!Number.isSafeInteger(v))
       throw new MetanetError('EBADTUPLE', `tuple "${tag}": int value ${v} is beyond 2^53: pass a bigint`);
     return v;
@@ -147,7 +148,10 @@ function pushInit(out: Tuple[], tag: string, v: InitValue): void {
   if (Array.isArray(v)) {
     for (const item of v as readonly InitValue[]) {
       if (Array.isArray(item))
-        throw new MetanetError('EBADTUPLE', `tuple "${tag}": nested arrays are ambiguous; use a list (object)`);
+        throw new MetanetError(
+          'EBADTUPLE',
+          `tuple "${tag}": nested arrays are ambiguous; use a list (object)`,
+        );
       pushInit(out, tag, item);
     }
     return;
@@ -196,7 +200,8 @@ export class Message implements Iterable<Tuple> {
       return new Message((init as readonly Tuple[]).map((t) => tuple(t.tag, t.type, t.value)));
     }
     const out: Tuple[] = [];
-    for (const tag of Object.keys(init)) pushInit(out, checkTag(tag), (init as Record<string, InitValue>)[tag]);
+    for (const tag of Object.keys(init))
+      pushInit(out, checkTag(tag), (init as Record<string, InitValue>)[tag]);
     return new Message(out);
   }
 
@@ -236,7 +241,10 @@ export class Message implements Iterable<Tuple> {
     const t = this.get(tag);
     if (t?.type === 'int') {
       if (typeof t.value === 'number') return t.value;
-      throw new MetanetError('ETUPLETYPE', `tuple "${tag}" is int ${t.value} beyond 2^53: read it with bigint()`);
+      throw new MetanetError(
+        'ETUPLETYPE',
+        `tuple "${tag}" is int ${t.value} beyond 2^53: read it with bigint()`,
+      );
     }
     if (t === undefined && fallback !== undefined) return fallback;
     return wanted(this, tag, 'int');
@@ -297,7 +305,8 @@ export class Message implements Iterable<Tuple> {
   }
   equals(other: Message): boolean {
     return (
-      this.tuples.length === other.tuples.length && this.tuples.every((t, i) => tupleEquals(t, other.tuples[i]!))
+      this.tuples.length === other.tuples.length &&
+      this.tuples.every((t, i) => tupleEquals(t, other.tuples[i]!))
     );
   }
 

@@ -61,7 +61,11 @@ export function parseAddress(addr: string): Address {
   const path = checkPath(addr.slice(colon + 1));
   const slash = where.indexOf('/');
   if (slash < 0) return { daemon: checkName(where), path };
-  return { host: checkName(where.slice(0, slash), 'host name'), daemon: checkName(where.slice(slash + 1)), path };
+  return {
+    host: checkName(where.slice(0, slash), 'host name'),
+    daemon: checkName(where.slice(slash + 1)),
+    path,
+  };
 }
 
 export function formatAddress(a: Address): string {

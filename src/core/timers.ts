@@ -21,13 +21,15 @@ export class Timers {
   }
 
   every(ms: number, fn: () => unknown): Timer {
-    if (!(ms > 0)) throw new MetanetError('EBADTUPLE', `a periodic timer needs an interval > 0 ms, got ${ms}`);
+    if (!(ms > 0))
+      throw new MetanetError('EBADTUPLE', `a periodic timer needs an interval > 0 ms, got ${ms}`);
     return this.start(ms, fn, true);
   }
 
   private start(ms: number, fn: () => unknown, periodic: boolean): Timer {
     if (this.closed) throw new MetanetError('ECLOSED', 'the bus is closed: no new timers');
-    if (!Number.isFinite(ms) || ms < 0) throw new MetanetError('EBADTUPLE', `timer delay must be >= 0 ms, got ${ms}`);
+    if (!Number.isFinite(ms) || ms < 0)
+      throw new MetanetError('EBADTUPLE', `timer delay must be >= 0 ms, got ${ms}`);
     const live = this.live;
     let active = true;
     const run = (): void => {
