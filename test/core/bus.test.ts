@@ -1,0 +1,446 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  Bus,
+  CONTINUE,
+  ERRORS,
+  isMetanetError,
+  type Message,
+  STOP,
+  UNDELIVERED,
+} from '../../src/core/index.js';
+
+let bus: Bus;
+afterEach(async () => {
+  await bus?.close();
+});
+
+function fresh(): Bus {
+  bus = new Bus({ name: 'test', logger: { log() {}, child: () => bus.log } });
+  return bus;
+}
+
+/** A deferred: a promise and the function that settles it, for driving async listeners by hand. */
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe('listeners and chains', () => {
+  it('calls listeners in order: prepend, append, before and after by identity', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    const rec = (name: string) => () => {
+      seen.push(name);
+    };
+    b.append('/a', rec('B'), { n: 'B' });
+    b.prepend('/a', rec('A'), { n: 'A' });
+    b.append('/a', rec('D'), { n: 'D' });
+    b.listen('/a', rec('C'), { position: { before: { n: 'D' } }, identity: { n: 'C' } });
+    const hb = b.listen('/a', rec('B2'), { position: { after: { n: 'B' } } });
+    b.listen('/a', rec('B1'), { position: { before: hb } });
+    const r = await b.send('/a', { x: 1 });
+    expect(seen).toEqual(['A', 'B', 'B1', 'B2', 'C', 'D']);
+    expect(r).toMatchObject({ mailbox: '/a', delivered: true, listeners: 6, stopped: false, errors: [] });
+  });
+
+  it('before/after an identity nobody has is a clear error', () => {
+    const b = fresh();
+    b.append('/a', () => {}, { n: 1 });
+    expect(() => b.listen('/a', () => {}, { position: { after: { n: 2 } } })).toThrow(
+      'no listener matching {n=2} on /a',
+    );
+  });
+
+  it('removes by handle and by identity (all matches), reporting how many', async () => {
+    const b = fresh();
+    const seen: number[] = [];
+    const h1 = b.append('/a', () => void seen.push(1), { group: 'x' });
+    b.append('/a', () => void seen.push(2), { group: 'x', k: 2 });
+    b.append('/a', () => void seen.push(3), { group: 'y' });
+    h1.remove();
+    h1.remove(); // idempotent
+    expect(b.unlisten('/a', { group: 'x' })).toBe(1);
+    expect(b.unlisten('/a', { group: 'zzz' })).toBe(0);
+    await b.send('/a');
+    expect(seen).toEqual([3]);
+  });
+
+  it('STOP ends the chain and the result says who stopped it', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', () => void seen.push('1'));
+    b.append(
+      '/a',
+      function gate() {
+        seen.push('2');
+        return STOP;
+      },
+      { role: 'gate' },
+    );
+    b.append('/a', () => void seen.push('3'));
+    const r = await b.send('/a');
+    expect(seen).toEqual(['1', '2']);
+    expect(r.stopped).toBe(true);
+    expect(r.listeners).toBe(2);
+    expect(r.stoppedBy?.name).toBe('gate');
+    expect(r.stoppedBy?.identity.str('role')).toBe('gate');
+  });
+
+  it('awaits an async listener before calling the next; an async STOP stops', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    const gate = deferred<typeof STOP | undefined>();
+    b.append('/a', async () => {
+      seen.push('async-start');
+      const v = await gate.promise;
+      seen.push('async-end');
+      return v;
+    });
+    b.append('/a', () => void seen.push('next'));
+    const p = b.send('/a');
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['async-start']);
+    gate.resolve(undefined);
+    await p;
+    expect(seen).toEqual(['async-start', 'async-end', 'next']);
+
+    seen.length = 0;
+    const g2 = deferred<typeof STOP | undefined>();
+    b.unlisten('/a', 1);
+    b.prepend('/a', () => g2.promise);
+    const p2 = b.send('/a');
+    g2.resolve(STOP);
+    expect((await p2).stopped).toBe(true);
+  });
+
+  it('a throwing or rejecting listener is reported and skipped; the chain goes on', async () => {
+    const b = fresh();
+    const errors: Message[] = [];
+    b.append(ERRORS, (m) => void errors.push(m));
+    b.append('/a', function bad() {
+      throw new Error('boom');
+    });
+    b.append('/a', async function worse() {
+      throw new Error('async boom');
+    });
+    let reached = false;
+    b.append('/a', () => {
+      reached = true;
+    });
+    const r = await b.send('/a');
+    expect(reached).toBe(true);
+    expect(r.errors.map((e) => [e.listener.name, e.error])).toEqual([
+      ['bad', 'boom'],
+      ['worse', 'async boom'],
+    ]);
+    expect(r.stopped).toBe(false);
+    await b.settled();
+    expect(errors.map((m) => m.str('error'))).toEqual(['boom', 'async boom']);
+    expect(errors[0]!.str('mailbox')).toBe('/a');
+  });
+
+  it('a listener returning something other than a verdict is an error, not a silent stop', async () => {
+    const b = fresh();
+    b.append('/a', (() => 1) as unknown as () => undefined);
+    let reached = false;
+    b.append('/a', () => void (reached = true));
+    const r = await b.send('/a');
+    expect(reached).toBe(true);
+    expect(r.errors[0]!.error).toMatch(/listener returned 1; return STOP, CONTINUE or nothing/);
+  });
+
+  it('an async listener past its timeout: fail-open goes on, fail-closed stops', async () => {
+    const b = fresh();
+    const never = new Promise<undefined>(() => {});
+    b.listen('/open', () => never, { timeout: 20 });
+    b.listen('/open', () => never, { timeout: 20 });
+    let after = 0;
+    b.append('/open', () => void after++);
+    const r = await b.send('/open');
+    expect(r.timedOut).toHaveLength(2);
+    expect(after).toBe(1);
+
+    b.listen('/closed', () => never, { timeout: 20, onTimeout: 'stop' });
+    b.append('/closed', () => void after++);
+    const r2 = await b.send('/closed');
+    expect(r2.stopped).toBe(true);
+    expect(after).toBe(1);
+  });
+});
+
+describe('sending', () => {
+  it('queues delivery through the loop: send returns before any listener runs', async () => {
+    const b = fresh();
+    let ran = false;
+    b.append('/a', () => void (ran = true));
+    const p = b.send('/a');
+    expect(ran).toBe(false);
+    await p;
+    expect(ran).toBe(true);
+  });
+
+  it('delivers in send order per mailbox', async () => {
+    const b = fresh();
+    const seen: number[] = [];
+    b.append('/a', (m) => void seen.push(m.int('i')));
+    await Promise.all(Array.from({ length: 100 }, (_, i) => b.send('/a', { i })));
+    expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it('a message nobody listens to is reported and goes to /system/undelivered', async () => {
+    const b = fresh();
+    const lost = b.wait(UNDELIVERED);
+    const r = await b.send('/nobody/home', { x: 1 });
+    expect(r).toMatchObject({ delivered: false, listeners: 0 });
+    const m = await lost;
+    expect(m.str('mailbox')).toBe('/nobody/home');
+    expect(m.list('message').int('x')).toBe(1);
+  });
+
+  it('rejects bad addresses and bad tuples with clear errors', async () => {
+    const b = fresh();
+    await expect(b.send('no-slash')).rejects.toThrow(/bad mailbox path "no-slash"/);
+    await expect(b.send('/a', { x: Symbol('s') as unknown as string })).rejects.toThrow(/tuple "x"/);
+    await expect(b.send('other:/a')).rejects.toThrow(/no transport for other daemons/);
+    expect(() => b.listen('bad path', () => {})).toThrow(/bad mailbox path/);
+  });
+
+  it('addresses naming this daemon are local', async () => {
+    const b = fresh();
+    let got = 0;
+    b.append('test:/a', () => void got++);
+    await b.send('test:/a');
+    await b.send('/a');
+    expect(got).toBe(2);
+  });
+
+  it('post() is fire-and-forget but still delivers in order', async () => {
+    const b = fresh();
+    const seen: number[] = [];
+    b.append('/a', (m) => void seen.push(m.int('i')));
+    for (let i = 0; i < 10; i++) b.post('/a', { i });
+    await b.settled();
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe('re-entrancy (rules in docs/core.md)', () => {
+  it('a message sent from a listener is queued behind the current chain', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', (_m, ctx) => {
+      seen.push('a1');
+      void ctx.send('/b');
+    });
+    b.append('/a', () => void seen.push('a2'));
+    b.append('/b', () => void seen.push('b'));
+    await b.send('/a');
+    await b.settled();
+    expect(seen).toEqual(['a1', 'a2', 'b']);
+  });
+
+  it('a listener added during dispatch sees the next message, not this one', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', () => {
+      seen.push('first');
+      if (seen.length === 1) b.append('/a', () => void seen.push('added'));
+    });
+    await b.send('/a');
+    expect(seen).toEqual(['first']);
+    await b.send('/a');
+    expect(seen).toEqual(['first', 'first', 'added']);
+  });
+
+  it('a listener removed during dispatch is not called, even for this message', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', () => {
+      seen.push('remover');
+      b.unlisten('/a', { n: 'victim' });
+    });
+    b.append('/a', () => void seen.push('victim'), { n: 'victim' });
+    const r = await b.send('/a');
+    expect(seen).toEqual(['remover']);
+    expect(r.listeners).toBe(1);
+  });
+
+  it('a removed mailbox drops its listeners; later sends are undelivered', async () => {
+    const b = fresh();
+    b.append('/a', () => {});
+    expect(b.remove('/a')).toBe(true);
+    expect((await b.send('/a')).delivered).toBe(false);
+    expect(b.remove('/a')).toBe(false);
+  });
+});
+
+describe('concurrency of async chains', () => {
+  it('by default a second message starts while the first awaits (first listener sees send order)', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    const g = deferred();
+    b.append('/a', async (m) => {
+      seen.push(`start ${m.int('i')}`);
+      if (m.int('i') === 1) await g.promise;
+      seen.push(`end ${m.int('i')}`);
+    });
+    const p1 = b.send('/a', { i: 1 });
+    const p2 = b.send('/a', { i: 2 });
+    await p2;
+    expect(seen).toEqual(['start 1', 'start 2', 'end 2']);
+    g.resolve();
+    await p1;
+  });
+
+  it('a serial mailbox finishes each chain before the next starts', async () => {
+    const b = fresh();
+    b.create('/s', { serial: true, tuples: { doc: 'serial' } });
+    const seen: string[] = [];
+    const g = deferred();
+    b.append('/s', async (m) => {
+      seen.push(`start ${m.int('i')}`);
+      if (m.int('i') === 1) await g.promise;
+      seen.push(`end ${m.int('i')}`);
+    });
+    const p1 = b.send('/s', { i: 1 });
+    const p2 = b.send('/s', { i: 2 });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(seen).toEqual(['start 1']);
+    g.resolve();
+    await Promise.all([p1, p2]);
+    expect(seen).toEqual(['start 1', 'end 1', 'start 2', 'end 2']);
+  });
+});
+
+describe('synchronous style', () => {
+  it('wait() resolves with the first matching message, even if the chain is stopped', async () => {
+    const b = fresh();
+    b.append('/a', () => STOP);
+    const w = b.wait('/a', { match: { kind: 'b' }, timeout: 1000 });
+    await b.send('/a', { kind: 'a' });
+    await b.send('/a', { kind: 'b', n: 2 });
+    expect((await w).int('n')).toBe(2);
+    expect(b.mailbox('/a')?.listeners).toHaveLength(1); // the waiter removed itself
+  });
+
+  it('wait() with a predicate; times out with a message naming the mailbox and pattern', async () => {
+    const b = fresh();
+    const w = b.wait('/a', { match: (m) => m.int('n', 0) > 5, timeout: 1000 });
+    await b.send('/a', { n: 1 });
+    await b.send('/a', { n: 6 });
+    expect((await w).int('n')).toBe(6);
+    const err = await b.wait('/a', { match: { n: 99 }, timeout: 10 }).catch((e: unknown) => e);
+    expect(isMetanetError(err, 'ETIMEDOUT')).toBe(true);
+    expect(String(err)).toMatch(/no message on \/a matching \{n=99\} within 10 ms/);
+  });
+
+  it('wait() can be aborted', async () => {
+    const b = fresh();
+    const ac = new AbortController();
+    const w = b.wait('/a', { signal: ac.signal });
+    ac.abort();
+    await expect(w).rejects.toThrow(/aborted/);
+  });
+
+  it('request/reply: the reply goes to the reply-to mailbox', async () => {
+    const b = fresh();
+    b.append('/calc/double', async (m, ctx) => {
+      await ctx.reply({ result: m.int('n') * 2 });
+      return STOP;
+    });
+    const r = await b.request('/calc/double', { n: 21 });
+    expect(r.int('result')).toBe(42);
+    expect(b.mailboxes().some((m) => m.path.startsWith('/system/reply/'))).toBe(false);
+  });
+
+  it('request to nobody fails at once; unanswered request times out', async () => {
+    const b = fresh();
+    const t0 = Date.now();
+    await expect(b.request('/nobody', {}, { timeout: 5000 })).rejects.toThrow(/no listener on \/nobody/);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    b.append('/mute', () => CONTINUE);
+    await expect(b.request('/mute', {}, { timeout: 20 })).rejects.toThrow(
+      /no reply from \/mute within 20 ms/,
+    );
+  });
+
+  it('ctx.reply without reply-to is a clear error', async () => {
+    const b = fresh();
+    let err: unknown;
+    b.append('/a', async (_m, ctx) => {
+      err = await ctx.reply({}).catch((e: unknown) => e);
+    });
+    await b.send('/a');
+    expect(String(err)).toMatch(/has no "reply-to" tuple/);
+  });
+});
+
+describe('timers and shutdown', () => {
+  it('one-shot and periodic timers fire; cancel stops them', async () => {
+    const b = fresh();
+    const once = deferred();
+    b.timeout(5, () => once.resolve());
+    await once.promise;
+    let ticks = 0;
+    const three = deferred();
+    const t = b.every(2, () => {
+      if (++ticks === 3) three.resolve();
+    });
+    await three.promise;
+    t.cancel();
+    expect(t.active).toBe(false);
+    const cancelled = b.timeout(1, () => {
+      throw new Error('must not fire');
+    });
+    cancelled.cancel();
+    expect(cancelled.active).toBe(false);
+  });
+
+  it('a throwing timer callback is reported, not fatal', async () => {
+    const b = fresh();
+    const err = b.wait(ERRORS, { timeout: 1000 });
+    b.timeout(1, () => {
+      throw new Error('timer boom');
+    });
+    expect((await err).str('error')).toBe('timer boom');
+  });
+
+  it('close() refuses new work, fails pending waits, cancels timers, and lets queued chains finish', async () => {
+    const b = fresh();
+    let fired = false;
+    b.timeout(30, () => {
+      fired = true;
+    });
+    const w = b.wait('/never', { timeout: 60000 });
+    let delivered = false;
+    b.append('/a', () => void (delivered = true));
+    const p = b.send('/a');
+    await b.close();
+    expect((await p).delivered).toBe(true);
+    expect(delivered).toBe(true);
+    await expect(w).rejects.toThrow(/closed/);
+    await expect(b.send('/a')).rejects.toThrow(/bus closed/);
+    expect(() => b.timeout(1, () => {})).toThrow(/closed/);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fired).toBe(false);
+  });
+});
+
+describe('introspection', () => {
+  it('lists mailboxes, their tuples, and listeners with identity and position', () => {
+    const b = fresh();
+    b.create('/captive/server/request', { tuples: { doc: 'HTTP requests' } });
+    b.append('/captive/server/request', function portal() {}, { app: 'portal' });
+    b.prepend('/captive/server/request', function logger() {}, { app: 'log' });
+    const info = b.mailbox('/captive/server/request')!;
+    expect(info.tuples.str('doc')).toBe('HTTP requests');
+    expect(info.listeners.map((l) => [l.name, l.identity.str('app')])).toEqual([
+      ['logger', 'log'],
+      ['portal', 'portal'],
+    ]);
+    expect(b.mailboxes().map((m) => m.path)).toContain('/captive/server/request');
+    expect(() => b.create('/captive/server/request')).toThrow(/already exists/);
+    expect(() => b.create('/bad//path')).toThrow(/empty segment/);
+  });
+});
