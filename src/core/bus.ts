@@ -106,6 +106,10 @@ class ListenerContext implements Context {
   }
 }
 
+/** Passed to listeners that declare no context parameter (they cannot reach it): saves an allocation per call. */
+const NO_CONTEXT = undefined as unknown as Context;
+const TIMED_OUT = Symbol('timed out');
+
 function isThenable(x: unknown): x is PromiseLike<ListenerResult> {
   return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
 }
@@ -209,6 +213,7 @@ export class Bus {
         onTimeout: options.onTimeout ?? 'continue',
       },
       fn,
+      wantsContext: fn.length >= 2,
       removed: false,
     };
     mb.insert(attached, options.position);
@@ -279,15 +284,22 @@ export class Bus {
   /** Fire-and-forget send: like send() without the result promise (cheaper on hot paths). */
   post(address: string, init?: MessageInit): void {
     if (this.closed) throw new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`);
-    if (address.charCodeAt(0) === 47 /* '/' */ && this.boxes.has(address)) {
-      this.enqueue(address, init instanceof Message ? init : Message.from(init), undefined);
+    const mb = address.charCodeAt(0) === 47 /* '/' */ ? this.boxes.get(address) : undefined;
+    if (mb !== undefined) {
+      this.push(
+        new Delivery(this, mb, address, init instanceof Message ? init : Message.from(init), undefined),
+      );
       return;
     }
     this.send(address, init).catch((e) => this.reportError(address, undefined, e));
   }
 
   private enqueue(path: string, m: Message, done: ((r: SendResult) => void) | undefined): void {
-    this.queue.push(new Delivery(this, this.boxes.get(path), path, m, done));
+    this.push(new Delivery(this, this.boxes.get(path), path, m, done));
+  }
+
+  private push(d: Delivery): void {
+    this.queue.push(d);
     this.inflight++;
     if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
   }
@@ -317,7 +329,7 @@ export class Bus {
     this.run(d);
   }
 
-  /** Walk the chain from d.next; returns when done or when an async listener is pending. */
+  /** Walk the chain synchronously; at the first listener that returns a promise, hand over to runAsync. */
   private run(d: Delivery): void {
     const chain = d.chain;
     while (d.next < chain.length) {
@@ -326,57 +338,101 @@ export class Bus {
       d.ran++;
       let r: unknown;
       try {
-        r = a.fn(d.msg, new ListenerContext(d, a.info));
+        r = a.wantsContext ? a.fn(d.msg, new ListenerContext(d, a.info)) : a.fn(d.msg, NO_CONTEXT);
       } catch (e) {
         this.failed(d, a.info, e);
         continue;
       }
       if (r === undefined || r === CONTINUE) continue;
-      if (r === STOP) {
-        d.stoppedBy = a.info;
-        break;
-      }
       if (isThenable(r)) {
-        this.await(d, a.info, r);
+        void this.runAsync(d, a.info, r);
         return;
       }
-      this.failed(
-        d,
-        a.info,
-        new Error(`listener returned ${JSON.stringify(r)}; return STOP, CONTINUE or nothing`),
-      );
+      if (this.verdict(d, a.info, r)) break;
     }
     this.finish(d);
   }
 
-  private await(d: Delivery, info: ListenerInfo, p: PromiseLike<ListenerResult>): void {
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const settle = (verdict: unknown, error?: unknown, timedOut = false): void => {
-      if (settled) return;
-      settled = true;
-      if (timer) clearTimeout(timer);
-      if (timedOut) {
-        (d.timedOut ??= []).push(info);
-        this.log.log('warn', 'listener timed out', { mailbox: d.path, listener: info.id, ms: info.timeout });
-        if (info.onTimeout === 'stop') d.stoppedBy = info;
-      } else if (error !== undefined) this.failed(d, info, error);
-      else if (verdict === STOP) d.stoppedBy = info;
-      else if (verdict !== undefined && verdict !== CONTINUE)
-        this.failed(
-          d,
-          info,
-          new Error(`listener resolved ${JSON.stringify(verdict)}; use STOP, CONTINUE or nothing`),
-        );
-      if (d.stoppedBy) this.finish(d);
-      else this.run(d);
-    };
-    if (info.timeout !== undefined && Number.isFinite(info.timeout))
-      timer = setTimeout(() => settle(undefined, undefined, true), info.timeout);
-    p.then(
-      (v) => settle(v),
-      (e) => settle(undefined, e ?? new Error('listener rejected')),
+  /** The rest of a chain that went async: one async function per delivery, awaiting each listener in turn. */
+  private async runAsync(
+    d: Delivery,
+    info: ListenerInfo,
+    pending: PromiseLike<ListenerResult>,
+  ): Promise<void> {
+    const chain = d.chain;
+    let p: PromiseLike<ListenerResult> | undefined = pending;
+    let current = info;
+    for (;;) {
+      if (p !== undefined) {
+        let v: unknown;
+        try {
+          v =
+            current.timeout !== undefined && Number.isFinite(current.timeout)
+              ? await this.within(p, current)
+              : await p;
+        } catch (e) {
+          this.failed(d, current, e ?? new Error('listener rejected'));
+          v = undefined;
+        }
+        if (v === TIMED_OUT) {
+          (d.timedOut ??= []).push(current);
+          this.log.log('warn', 'listener timed out', {
+            mailbox: d.path,
+            listener: current.id,
+            ms: current.timeout,
+          });
+          if (current.onTimeout === 'stop') {
+            d.stoppedBy = current;
+            break;
+          }
+        } else if (v !== undefined && v !== CONTINUE && this.verdict(d, current, v)) break;
+        p = undefined;
+      }
+      if (d.next >= chain.length) break;
+      const a = chain[d.next++]!;
+      if (a.removed) continue;
+      d.ran++;
+      current = a.info;
+      try {
+        const r = a.wantsContext ? a.fn(d.msg, new ListenerContext(d, a.info)) : a.fn(d.msg, NO_CONTEXT);
+        if (r === undefined || r === CONTINUE) continue;
+        if (isThenable(r)) p = r;
+        else if (this.verdict(d, a.info, r)) break;
+      } catch (e) {
+        this.failed(d, a.info, e);
+      }
+    }
+    this.finish(d);
+  }
+
+  /** A verdict other than "go on": STOP (returns true) or an invalid value (reported; returns false). */
+  private verdict(d: Delivery, info: ListenerInfo, v: unknown): boolean {
+    if (v === STOP) {
+      d.stoppedBy = info;
+      return true;
+    }
+    this.failed(
+      d,
+      info,
+      new Error(`listener returned ${JSON.stringify(v)}; return STOP, CONTINUE or nothing`),
     );
+    return false;
+  }
+
+  private within(p: PromiseLike<ListenerResult>, info: ListenerInfo): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => resolve(TIMED_OUT), info.timeout);
+      p.then(
+        (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        (e: unknown) => {
+          clearTimeout(t);
+          reject(e);
+        },
+      );
+    });
   }
 
   private failed(d: Delivery, info: ListenerInfo, e: unknown): void {

@@ -1,7 +1,7 @@
 export * from './bus.js';
 export * from './errors.js';
 export * from './listener.js';
-export { createLogger, type Level, type Logger } from './log.js';
+export { createLogger, type Level, type Logger, silentLogger } from './log.js';
 export type { MailboxInfo } from './mailbox.js';
 export * from './message.js';
 export * from './path.js';

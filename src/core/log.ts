@@ -38,3 +38,6 @@ export function createLogger(
     },
   };
 }
+
+/** A logger that drops everything (tests, benchmarks). */
+export const silentLogger: Logger = { log() {}, child: () => silentLogger };

@@ -6,6 +6,8 @@ import { Message, type MessageInit } from './message.js';
 export interface Attached {
   readonly info: ListenerInfo;
   readonly fn: Listener;
+  /** The function declares a second parameter: only then is a Context built for each call. */
+  readonly wantsContext: boolean;
   removed: boolean;
 }
 

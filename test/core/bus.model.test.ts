@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Bus, type ListenerHandle, STOP } from '../../src/core/index.js';
+import { Bus, type ListenerHandle, STOP, silentLogger } from '../../src/core/index.js';
 
 /**
  * Model-based property test: random sequences of prepend/append/before/after/remove operations,
@@ -30,7 +30,7 @@ describe('listener chain against a model', () => {
         fc.array(fc.boolean(), { maxLength: 30 }),
         fc.boolean(),
         async (ops, stops, asyncMode) => {
-          const bus = new Bus({ logger: { log() {}, child: () => bus.log } });
+          const bus = new Bus({ logger: silentLogger });
           const model: { n: number; group: number }[] = [];
           const handles = new Map<number, ListenerHandle>();
           const called: number[] = [];

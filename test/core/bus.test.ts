@@ -6,6 +6,7 @@ import {
   isMetanetError,
   type Message,
   STOP,
+  silentLogger,
   UNDELIVERED,
 } from '../../src/core/index.js';
 
@@ -15,7 +16,7 @@ afterEach(async () => {
 });
 
 function fresh(): Bus {
-  bus = new Bus({ name: 'test', logger: { log() {}, child: () => bus.log } });
+  bus = new Bus({ name: 'test', logger: silentLogger });
   return bus;
 }
 
