@@ -428,6 +428,23 @@ describe('timers and shutdown', () => {
   });
 });
 
+describe('no handle left behind', () => {
+  it('after close(), the process has no more timers or immediates than before the bus', async () => {
+    const count = (): number =>
+      process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'Immediate').length;
+    const before = count();
+    const b = new Bus({ logger: silentLogger });
+    b.every(1000, () => {});
+    b.timeout(60000, () => {});
+    b.listen('/slow', () => new Promise<undefined>(() => {}), { timeout: 10 });
+    void b.wait('/x', { timeout: 60000 }).catch(() => {});
+    await b.send('/slow');
+    expect(count()).toBeGreaterThan(before);
+    await b.close();
+    expect(count()).toBe(before);
+  });
+});
+
 describe('introspection', () => {
   it('lists mailboxes, their tuples, and listeners with identity and position', () => {
     const b = fresh();
