@@ -106,6 +106,9 @@ class ListenerContext implements Context {
   }
 }
 
+/** A monitor of all local traffic: path, message, and whether the mailbox has listeners. */
+export type Tap = (path: string, msg: Message, listened: boolean) => void;
+
 /** Passed to listeners that declare no context parameter (they cannot reach it): saves an allocation per call. */
 const NO_CONTEXT = undefined as unknown as Context;
 const TIMED_OUT = Symbol('timed out');
@@ -132,6 +135,7 @@ export class Bus {
   private closed = false;
   private readonly timers: Timers;
   private readonly transports: Transport[] = [];
+  private taps: Tap[] = [];
   private readonly waiters = new Set<(e: Error) => void>();
   private inflight = 0;
   private idle: (() => void)[] = [];
@@ -299,6 +303,8 @@ export class Bus {
   }
 
   private push(d: Delivery): void {
+    if (this.taps.length > 0)
+      for (const t of this.taps) t(d.path, d.msg, d.mb !== undefined && d.mb.chain.length > 0);
     this.queue.push(d);
     this.inflight++;
     if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
@@ -570,6 +576,27 @@ export class Bus {
   }
 
   // ---- remote ----------------------------------------------------------------------------
+
+  /**
+   * Watch every message queued for a local mailbox (the `monitor` verb). Taps are called
+   * synchronously at send time and must not throw; returns a function that removes the tap.
+   */
+  tap(fn: Tap): () => void {
+    this.taps = [...this.taps, fn];
+    return () => {
+      this.taps = this.taps.filter((t) => t !== fn);
+    };
+  }
+
+  /**
+   * Call one listener function as if it stood in `path`'s chain, with a Context (the IPC layer
+   * runs listeners attached from this process to another daemon's mailbox this way). Resolves
+   * with its verdict; rejects with what it threw.
+   */
+  async invoke(path: string, m: Message, fn: Listener, info: ListenerInfo): Promise<ListenerResult> {
+    const d = new Delivery(this, undefined, path, m, undefined);
+    return fn(m, new ListenerContext(d, info));
+  }
 
   /** Route addresses that name other daemons or hosts through this transport. */
   attach(t: Transport): void {

@@ -1,0 +1,117 @@
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import type { Bus } from '../core/bus.js';
+import { MetanetError } from '../core/errors.js';
+import { Acl, type AclRule } from './acl.js';
+import { socketDir, socketPath } from './dir.js';
+import { peerCred } from './peercred.js';
+import { SocketTransport } from './transport.js';
+
+export interface DaemonOptions {
+  /** Socket directory (default: METANET_DIR, else /run/metanet). */
+  readonly dir?: string;
+  /** Who may send to / listen on which mailboxes (docs/ipc.md). Default: socket permissions decide. */
+  readonly acl?: readonly AclRule[];
+  /** File mode of the socket. Default 0o660: the daemon's user and group. */
+  readonly mode?: number;
+  readonly maxFrame?: number;
+  /** Remove the socket and exit on SIGINT/SIGTERM (default true). */
+  readonly signals?: boolean;
+}
+
+export interface Daemon {
+  readonly name: string;
+  readonly path: string;
+  readonly transport: SocketTransport;
+  /** Stop accepting, close every connection, remove the socket. The bus stays open. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serve a bus as a daemon: listen on `<dir>/<bus.name>.sock` so other processes reach its
+ * mailboxes (`name:/path`), and let this bus reach theirs. Refuses to start when a live daemon
+ * holds the name; removes a stale socket.
+ */
+export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promise<Daemon> {
+  const name = bus.name;
+  if (!name) throw new MetanetError('ECONFIG', 'a daemon needs a name: new Bus({ name })');
+  const dir = socketDir(options.dir);
+  const path = socketPath(dir, name);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  if (await alive(path))
+    throw new MetanetError('EEXIST', `daemon "${name}" is already running (${path} answers)`);
+  try {
+    unlinkSync(path); // stale: nobody answers
+  } catch {}
+  const transport = new SocketTransport(bus, { dir, name, maxFrame: options.maxFrame });
+  bus.attach(transport);
+  const acl = new Acl(options.acl);
+  const server: Server = createServer((sock) => {
+    transport.adopt(sock, { acl, cred: peerCred(sock) });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, options.mode ?? 0o660);
+  const removeSocket = (): void => {
+    try {
+      unlinkSync(path);
+    } catch {}
+  };
+  process.on('exit', removeSocket);
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      process.off('exit', removeSocket);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await new Promise<void>((r) => server.close(() => r()));
+      await transport.close();
+      removeSocket();
+    })();
+    return closing;
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    bus.log.log('info', 'stopping', { daemon: name, signal: sig });
+    void close()
+      .then(() => bus.close())
+      .finally(() => process.exit(0));
+  };
+  if (options.signals !== false) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  bus.log.log('info', 'daemon listening', { daemon: name, socket: path });
+  return { name, path, transport, close };
+}
+
+/** Whether something accepts connections on the socket. */
+function alive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * A bus for a client process (a CLI, a glue program) that reaches daemons but serves no socket
+ * of its own. Its wire name is `<prefix>-<pid>`.
+ */
+export function attachClient(bus: Bus, options: { dir?: string; maxFrame?: number } = {}): SocketTransport {
+  if (!bus.name) throw new MetanetError('ECONFIG', 'a client bus needs a name (replies are addressed to it)');
+  const transport = new SocketTransport(bus, {
+    dir: socketDir(options.dir),
+    name: bus.name,
+    maxFrame: options.maxFrame,
+  });
+  bus.attach(transport);
+  return transport;
+}

@@ -1,0 +1,576 @@
+import type { Socket } from 'node:net';
+import type { Bus } from '../core/bus.js';
+import { isMetanetError, MetanetError } from '../core/errors.js';
+import {
+  CONTINUE,
+  type Listener,
+  type ListenerHandle,
+  type ListenerInfo,
+  type ListenerResult,
+  type ListenOptions,
+  type Position,
+  type SendResult,
+  STOP,
+} from '../core/listener.js';
+import type { Logger } from '../core/log.js';
+import { Message, type MessageInit } from '../core/message.js';
+import { checkPath, pathMatches } from '../core/path.js';
+import type { Acl, Operation } from './acl.js';
+import type { PeerCred } from './peercred.js';
+import {
+  DEFAULT_MAX_FRAME,
+  encodeFrame,
+  F,
+  type Frame,
+  FrameReader,
+  field,
+  frameName,
+  fromWire,
+  PROTOCOL_VERSION,
+  toWire,
+} from './wire.js';
+
+/** Default time a daemon waits for a remote listener's verdict (ms). */
+export const REMOTE_TIMEOUT = 1000;
+/** A peer whose unread output exceeds this is too slow: its connection is closed. */
+const MAX_BACKLOG = 64 * 1024 * 1024;
+
+/** A listener of this process attached to a mailbox of another daemon. */
+export interface RemoteListener {
+  readonly lid: number;
+  readonly daemon: string;
+  readonly path: string;
+  readonly fn: Listener;
+  readonly options: ListenOptions;
+  readonly info: ListenerInfo;
+}
+
+export interface LinkOptions {
+  readonly bus: Bus;
+  /** This side's name in HELLO (the daemon's name, or a client's `cli-<pid>`). */
+  readonly localName: string;
+  readonly socket: Socket;
+  readonly log: Logger;
+  /** Listeners of this process that the peer may DELIVER to, by lid. */
+  readonly remoteListeners: ReadonlyMap<number, RemoteListener>;
+  /** Server side: the access policy and the peer's kernel credentials. */
+  readonly acl?: Acl;
+  readonly cred?: PeerCred;
+  readonly maxFrame?: number;
+  readonly onClose: (link: Link) => void;
+}
+
+interface Pending {
+  resolve(f: Frame): void;
+  reject(e: Error): void;
+}
+
+/**
+ * One connection between two processes. Symmetric: after HELLO either side may send, listen,
+ * deliver to the other's listeners and reply. See docs/wire-protocol.md.
+ */
+export class Link {
+  peerName: string | undefined;
+  peerPid = 0;
+  readonly ready: Promise<void>;
+  private readyResolve!: () => void;
+  private readyReject!: (e: Error) => void;
+  private readonly reader: FrameReader;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  /** Server side: proxies standing in the local bus for the peer's listeners, by the peer's lid. */
+  private readonly proxies = new Map<number, ListenerHandle>();
+  private readonly verdicts = new Map<
+    number,
+    { resolve(v: ListenerResult): void; reject(e: Error): void; onTimeout: 'continue' | 'stop' }
+  >();
+  private readonly monitors = new Map<number, () => void>();
+  private out: Buffer[] = [];
+  private flushing = false;
+  private closedWith: Error | undefined;
+
+  constructor(private readonly o: LinkOptions) {
+    this.reader = new FrameReader(o.maxFrame ?? DEFAULT_MAX_FRAME);
+    this.ready = new Promise((res, rej) => {
+      this.readyResolve = res;
+      this.readyReject = rej;
+    });
+    this.ready.catch(() => {});
+    o.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    o.socket.on('error', (e) => this.shutdown(e));
+    o.socket.on('close', () =>
+      this.shutdown(new MetanetError('EUNREACHABLE', `connection to ${this.who} closed`)),
+    );
+    this.write([F.HELLO, PROTOCOL_VERSION, o.localName, process.pid]);
+  }
+
+  get who(): string {
+    return this.peerName !== undefined ? `${this.peerName}[pid ${this.peerPid}]` : 'peer';
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  // ---- outgoing --------------------------------------------------------------------------
+
+  /** Send to a mailbox of the peer. With `wantResult` false the peer returns nothing (pipelined). */
+  send(path: string, m: Message): Promise<SendResult> {
+    return this.call([F.SEND, 0, path, toWire(this.qualify(m))]).then((f) => resultFromFrame(path, f));
+  }
+
+  post(path: string, m: Message): void {
+    this.check();
+    this.write([F.SEND, 0, path, toWire(this.qualify(m))]);
+  }
+
+  /** Put one of this process's listeners into the peer's chain; resolves with the peer's listener id. */
+  async listen(rl: RemoteListener): Promise<number> {
+    const o = rl.options;
+    const f = await this.call([
+      F.LISTEN,
+      0,
+      rl.path,
+      rl.lid,
+      toWire(Message.from(o.identity)),
+      positionToWire(o.position),
+      o.timeout ?? 0,
+      o.onTimeout ?? 'continue',
+      rl.info.name,
+    ]);
+    return typeof f[2] === 'number' ? f[2] : 0;
+  }
+
+  unlisten(lid: number): void {
+    if (!this.closed) this.call([F.UNLISTEN, 0, lid]).catch(() => {});
+  }
+
+  /** Introspection of the peer: its mailboxes under `path` (all when absent). */
+  async ls(path?: string): Promise<Message> {
+    const f = await this.call([F.LS, 0, path ?? null]);
+    return fromWire(f[2], 'LS reply');
+  }
+
+  /** Watch the peer's traffic on mailboxes matching `pattern`. Resolves with a function that stops. */
+  async monitor(
+    pattern: string,
+    onEvent: (path: string, m: Message, listened: boolean) => void,
+  ): Promise<() => void> {
+    const f = await this.call([F.MONITOR, 0, pattern]);
+    const mid = field.int(f, 2, 'monitor id');
+    this.eventSinks.set(mid, onEvent);
+    return () => {
+      this.eventSinks.delete(mid);
+      if (!this.closed) this.call([F.UNMONITOR, 0, mid]).catch(() => {});
+    };
+  }
+  private readonly eventSinks = new Map<number, (path: string, m: Message, listened: boolean) => void>();
+
+  close(): void {
+    this.o.socket.end();
+    this.shutdown(new MetanetError('ECLOSED', `connection to ${this.who} closed by this side`));
+  }
+
+  private call(frame: unknown[]): Promise<Frame> {
+    try {
+      this.check();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const id = this.nextId++;
+    frame[1] = id;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.write(frame);
+    });
+  }
+
+  private check(): void {
+    if (this.closedWith) throw this.closedWith;
+  }
+
+  /** A reply-to that names a mailbox of this process must name this process on the other side. */
+  private qualify(m: Message): Message {
+    const t = m.get('reply-to');
+    if (t?.type === 'str' && t.value.charCodeAt(0) === 47)
+      return m
+        .without('reply-to')
+        .with([{ tag: 'reply-to', type: 'str', value: `${this.o.localName}:${t.value}` }]);
+    return m;
+  }
+
+  private write(frame: readonly unknown[]): void {
+    if (this.closedWith) return;
+    let buf: Buffer;
+    try {
+      buf = encodeFrame(frame);
+    } catch (e) {
+      this.o.log.log('error', 'cannot encode frame', { frame: frameName(frame[0]), error: String(e) });
+      return;
+    }
+    this.out.push(buf);
+    if (!this.flushing) {
+      this.flushing = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  /** Frames written in one synchronous run go out in one socket write. */
+  private readonly flush = (): void => {
+    this.flushing = false;
+    const out = this.out;
+    this.out = [];
+    if (this.closedWith || out.length === 0) return;
+    this.o.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    if (this.o.socket.writableLength > MAX_BACKLOG) {
+      this.o.log.log('warn', 'peer too slow, closing', {
+        peer: this.who,
+        backlog: this.o.socket.writableLength,
+      });
+      this.o.socket.destroy();
+    }
+  };
+
+  // ---- incoming --------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (e) {
+      this.fatal(e);
+      return;
+    }
+    for (const f of frames) {
+      try {
+        this.handle(f);
+      } catch (e) {
+        // A frame we cannot make sense of: tell the peer what and keep the connection only when
+        // the frame was a request (it had an id); a broken stream is closed.
+        const id = typeof f[1] === 'number' ? f[1] : 0;
+        if (id > 0 && f[0] !== F.RESULT && f[0] !== F.OK && f[0] !== F.ERROR) this.error(id, e);
+        else {
+          this.fatal(e);
+          return;
+        }
+      }
+    }
+  }
+
+  private handle(f: Frame): void {
+    const type = f[0];
+    if (this.peerName === undefined && type !== F.HELLO)
+      throw new MetanetError('EPROTO', `expected HELLO first, got ${frameName(type)}`);
+    switch (type) {
+      case F.HELLO:
+        return this.onHello(f);
+      case F.SEND:
+        return this.onSend(f);
+      case F.RESULT:
+      case F.OK:
+        return this.settle(f, undefined);
+      case F.ERROR:
+        return this.onError(f);
+      case F.LISTEN:
+        return this.onListen(f);
+      case F.UNLISTEN:
+        return this.onUnlisten(f);
+      case F.DELIVER:
+        return this.onDeliver(f);
+      case F.VERDICT:
+        return this.onVerdict(f);
+      case F.MONITOR:
+        return this.onMonitor(f);
+      case F.UNMONITOR:
+        return this.onUnmonitor(f);
+      case F.EVENT:
+        return this.onEvent(f);
+      case F.LS:
+        return this.onLs(f);
+      default:
+        throw new MetanetError('EPROTO', `unknown frame type ${String(type)}`);
+    }
+  }
+
+  private onHello(f: Frame): void {
+    if (this.peerName !== undefined) throw new MetanetError('EPROTO', 'HELLO sent twice');
+    const version = field.int(f, 1, 'version');
+    if (version !== PROTOCOL_VERSION)
+      throw new MetanetError(
+        'EPROTO',
+        `unsupported protocol version ${version} (this side speaks ${PROTOCOL_VERSION})`,
+      );
+    this.peerName = field.str(f, 2, 'name');
+    this.peerPid = field.int(f, 3, 'pid');
+    this.readyResolve();
+  }
+
+  private allowed(op: Operation, path: string): void {
+    this.o.acl?.check(op, path, this.o.cred);
+  }
+
+  private onSend(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const path = checkPath(field.str(f, 2, 'path'));
+    const m = fromWire(f[3], `SEND ${path}`);
+    this.allowed('send', path);
+    if (id === 0) {
+      this.o.bus.post(path, m);
+      return;
+    }
+    this.o.bus.send(path, m).then(
+      (r) => this.write(resultToFrame(id, r)),
+      (e: unknown) => this.error(id, e),
+    );
+  }
+
+  private onListen(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const path = checkPath(field.str(f, 2, 'path'));
+    const lid = field.int(f, 3, 'lid');
+    const identity = fromWire(f[4], 'LISTEN identity');
+    const position = positionFromWire(f[5]);
+    const timeout = field.int(f, 6, 'timeout') || REMOTE_TIMEOUT;
+    const onTimeout = f[7] === 'stop' ? 'stop' : 'continue';
+    this.allowed('listen', path);
+    this.proxies.get(lid)?.remove();
+    const proxy = (m: Message): Promise<ListenerResult> =>
+      new Promise((resolve, reject) => {
+        const did = this.nextId++;
+        this.verdicts.set(did, { resolve, reject, onTimeout });
+        this.write([F.DELIVER, did, lid, path, toWire(this.qualify(m))]);
+      });
+    const fname = field.optStr(f, 8, 'name') ?? `#${lid}`;
+    Object.defineProperty(proxy, 'name', { value: fname });
+    const h = this.o.bus.listen(path, proxy, { identity, position, timeout, onTimeout, remote: this.who });
+    this.proxies.set(lid, h);
+    this.write([F.OK, id, h.id]);
+  }
+
+  private onUnlisten(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const lid = field.int(f, 2, 'lid');
+    this.proxies.get(lid)?.remove();
+    this.proxies.delete(lid);
+    this.write([F.OK, id, null]);
+  }
+
+  private onDeliver(f: Frame): void {
+    const did = field.int(f, 1, 'delivery id');
+    const lid = field.int(f, 2, 'lid');
+    const path = field.str(f, 3, 'path');
+    const m = fromWire(f[4], `DELIVER ${path}`);
+    const rl = this.o.remoteListeners.get(lid);
+    if (!rl) {
+      this.write([F.VERDICT, did, CONTINUE, `no listener ${lid} in ${this.o.localName}`]);
+      return;
+    }
+    this.o.bus.invoke(path, m, rl.fn, rl.info).then(
+      (v) => {
+        if (v !== undefined && v !== STOP && v !== CONTINUE)
+          this.write([F.VERDICT, did, CONTINUE, `listener returned ${String(v)}, not a verdict`]);
+        else this.write([F.VERDICT, did, v === STOP ? STOP : CONTINUE, null]);
+      },
+      (e: unknown) => this.write([F.VERDICT, did, CONTINUE, e instanceof Error ? e.message : String(e)]),
+    );
+  }
+
+  private onVerdict(f: Frame): void {
+    const did = field.int(f, 1, 'delivery id');
+    const v = this.verdicts.get(did);
+    if (!v) return; // answered after the daemon stopped waiting: ignored
+    this.verdicts.delete(did);
+    const err = field.optStr(f, 3, 'error');
+    if (err !== undefined) {
+      v.reject(new Error(`remote listener in ${this.who}: ${err}`));
+      return;
+    }
+    v.resolve(f[2] === STOP ? STOP : CONTINUE);
+  }
+
+  private onMonitor(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const pattern = field.str(f, 2, 'pattern');
+    this.allowed('listen', pattern);
+    const all = pattern === '/**' || pattern === '**';
+    const stop = this.o.bus.tap((path, m, listened) => {
+      if (all || pathMatches(pattern, path)) this.write([F.EVENT, id, path, toWire(m), listened]);
+    });
+    this.monitors.set(id, stop);
+    this.write([F.OK, id, id]);
+  }
+
+  private onUnmonitor(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const mid = field.int(f, 2, 'monitor id');
+    this.monitors.get(mid)?.();
+    this.monitors.delete(mid);
+    this.write([F.OK, id, null]);
+  }
+
+  private onEvent(f: Frame): void {
+    const mid = field.int(f, 1, 'monitor id');
+    const path = field.str(f, 2, 'path');
+    this.eventSinks.get(mid)?.(path, fromWire(f[3], `EVENT ${path}`), f[4] === true);
+  }
+
+  private onLs(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const under = field.optStr(f, 2, 'path');
+    const boxes = this.o.bus
+      .mailboxes()
+      .filter((b) => under === undefined || b.path === under || b.path.startsWith(`${under}/`));
+    const m = Message.from({
+      daemon: this.o.localName,
+      pid: process.pid,
+      mailbox: boxes.map((b) => ({
+        path: b.path,
+        tuples: b.tuples,
+        serial: b.serial,
+        listener: b.listeners.map((l) => ({
+          id: l.id,
+          name: l.name,
+          identity: l.identity,
+          remote: l.remote,
+          timeout: l.timeout,
+          'on-timeout': l.onTimeout,
+        })),
+      })),
+    } as MessageInit);
+    this.write([F.OK, id, toWire(m)]);
+  }
+
+  private onError(f: Frame): void {
+    const id = field.int(f, 1, 'id');
+    const code = field.str(f, 2, 'code');
+    const text = field.str(f, 3, 'message');
+    const e = new MetanetError(isCode(code) ? code : 'EPROTO', `${this.peerName ?? 'peer'}: ${text}`);
+    if (id === 0) {
+      this.o.log.log('warn', 'peer reported a protocol error', { peer: this.who, code, error: text });
+      this.shutdown(e);
+      return;
+    }
+    this.settle(f, e);
+  }
+
+  private settle(f: Frame, e: Error | undefined): void {
+    const id = field.int(f, 1, 'id');
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (e) p.reject(e);
+    else p.resolve(f);
+  }
+
+  private error(id: number, e: unknown): void {
+    const code = isMetanetError(e) ? e.code : 'EFAIL';
+    this.write([F.ERROR, id, code, e instanceof Error ? e.message : String(e)]);
+  }
+
+  /** The stream cannot be trusted any more: say why, and close this connection only. */
+  private fatal(e: unknown): void {
+    this.o.log.log('warn', 'closing connection after a protocol error', { peer: this.who, error: String(e) });
+    this.error(0, e);
+    this.flush();
+    this.o.socket.end();
+    this.shutdown(e instanceof Error ? e : new Error(String(e)));
+  }
+
+  private shutdown(e: Error): void {
+    if (this.closedWith) return;
+    this.closedWith = isMetanetError(e) ? e : new MetanetError('EUNREACHABLE', `${this.who}: ${e.message}`);
+    this.readyReject(this.closedWith);
+    for (const p of this.pending.values()) p.reject(this.closedWith);
+    this.pending.clear();
+    // Listeners of the peer: gone with it. A dispatch waiting on one goes on as its timeout policy says.
+    for (const h of this.proxies.values()) h.remove();
+    this.proxies.clear();
+    for (const v of this.verdicts.values()) v.resolve(v.onTimeout === 'stop' ? STOP : CONTINUE);
+    this.verdicts.clear();
+    for (const stop of this.monitors.values()) stop();
+    this.monitors.clear();
+    this.eventSinks.clear();
+    if (!this.o.socket.destroyed) this.o.socket.destroy();
+    this.o.onClose(this);
+  }
+}
+
+const CODES = new Set([
+  'EBADPATH',
+  'EBADTUPLE',
+  'ENOTUPLE',
+  'ETUPLETYPE',
+  'ENOLISTENER',
+  'ENOMAILBOX',
+  'EEXIST',
+  'ETIMEDOUT',
+  'ECLOSED',
+  'ENODAEMON',
+  'ENOREMOTE',
+  'EDENIED',
+  'EPROTO',
+  'ECONFIG',
+  'EUNREACHABLE',
+]);
+function isCode(c: string): c is ConstructorParameters<typeof MetanetError>[0] {
+  return CODES.has(c);
+}
+
+function positionToWire(p: Position | undefined): unknown {
+  if (p === undefined || p === 'append' || p === 'prepend') return p ?? 'append';
+  const [k, ref] = 'before' in p ? (['before', p.before] as const) : (['after', p.after] as const);
+  const identity = isHandle(ref) ? ref.identity : Message.from(ref);
+  return [k, toWire(identity)];
+}
+
+function isHandle(x: MessageInit | ListenerHandle): x is ListenerHandle {
+  return (
+    typeof (x as ListenerHandle).remove === 'function' && (x as ListenerHandle).identity instanceof Message
+  );
+}
+
+function positionFromWire(v: unknown): Position {
+  if (v === 'append' || v === 'prepend') return v;
+  if (Array.isArray(v) && (v[0] === 'before' || v[0] === 'after')) {
+    const identity = fromWire(v[1], `LISTEN position ${v[0]}`);
+    return v[0] === 'before' ? { before: identity } : { after: identity };
+  }
+  throw new MetanetError(
+    'EPROTO',
+    'LISTEN frame: position must be "append", "prepend", ["before", tuples] or ["after", tuples]',
+  );
+}
+
+function resultToFrame(id: number, r: SendResult): unknown[] {
+  return [
+    F.RESULT,
+    id,
+    r.delivered,
+    r.listeners,
+    r.stopped,
+    r.stoppedBy ? toWire(r.stoppedBy.identity) : null,
+    r.errors.map((e) => `${e.listener.name}: ${e.error}`),
+    r.timedOut.length,
+  ];
+}
+
+function resultFromFrame(path: string, f: Frame): SendResult {
+  const errors = Array.isArray(f[6]) ? (f[6] as unknown[]).map(String) : [];
+  const stoppedBy = Array.isArray(f[5]) ? fromWire(f[5], 'RESULT stoppedBy') : undefined;
+  const remoteInfo = (name: string, identity = Message.empty): ListenerInfo => ({
+    id: 0,
+    mailbox: path,
+    identity,
+    name,
+    onTimeout: 'continue',
+  });
+  return {
+    mailbox: path,
+    delivered: f[2] === true,
+    listeners: typeof f[3] === 'number' ? f[3] : 0,
+    stopped: f[4] === true,
+    stoppedBy: stoppedBy ? remoteInfo('remote', stoppedBy) : undefined,
+    errors: errors.map((e) => ({ listener: remoteInfo('remote'), error: e })),
+    timedOut: Array.from({ length: typeof f[7] === 'number' ? f[7] : 0 }, () => remoteInfo('remote')),
+  };
+}

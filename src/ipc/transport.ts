@@ -1,0 +1,188 @@
+import { connect, type Socket } from 'node:net';
+import type { Bus } from '../core/bus.js';
+import { isMetanetError, MetanetError } from '../core/errors.js';
+import type { Listener, ListenOptions, SendResult } from '../core/listener.js';
+import { Message } from '../core/message.js';
+import type { Address } from '../core/path.js';
+import type { RemoteAttachment, Transport } from '../core/transport.js';
+import { socketPath } from './dir.js';
+import { Link, type RemoteListener } from './link.js';
+
+export interface SocketTransportOptions {
+  /** The socket directory. */
+  readonly dir: string;
+  /** This process's name on the wire (its daemon name, or `<prog>-<pid>` for a client). */
+  readonly name: string;
+  readonly maxFrame?: number;
+}
+
+const BACKOFF_MIN = 50;
+const BACKOFF_MAX = 2000;
+
+/**
+ * Reaches other daemons on this machine through their Unix sockets: one connection per peer,
+ * kept open; listeners attached to a peer are re-attached after it comes back (docs/ipc.md).
+ * A message sent while a peer is away fails at once with ENODAEMON: there is no queue.
+ */
+export class SocketTransport implements Transport {
+  /** Live links by peer name: ours (outbound) and the daemon server's (inbound). */
+  private readonly links = new Map<string, Link>();
+  private readonly connecting = new Map<string, Promise<Link>>();
+  readonly listeners = new Map<number, RemoteListener>();
+  private readonly retry = new Map<string, { timer: NodeJS.Timeout; delay: number }>();
+  private nextLid = 1;
+  private closed = false;
+
+  constructor(
+    private readonly bus: Bus,
+    readonly o: SocketTransportOptions,
+  ) {}
+
+  handles(addr: Address): boolean {
+    return addr.host === undefined && addr.daemon !== undefined;
+  }
+
+  send(addr: Address, m: Message): Promise<SendResult> {
+    return this.link(addr.daemon!).then((l) => l.send(addr.path, m));
+  }
+
+  /** Fire-and-forget: pipelined, no result frame. */
+  post(daemon: string, path: string, m: Message): Promise<void> {
+    const l = this.links.get(daemon);
+    if (l && !l.closed) {
+      l.post(path, m);
+      return Promise.resolve();
+    }
+    return this.link(daemon).then((x) => x.post(path, m));
+  }
+
+  listen(addr: Address, fn: Listener, options: ListenOptions): RemoteAttachment {
+    const lid = this.nextLid++;
+    const rl: RemoteListener = {
+      lid,
+      daemon: addr.daemon!,
+      path: addr.path,
+      fn,
+      options,
+      info: {
+        id: lid,
+        mailbox: addr.path,
+        identity: Message.from(options.identity),
+        name: fn.name || 'anonymous',
+        timeout: options.timeout,
+        onTimeout: options.onTimeout ?? 'continue',
+      },
+    };
+    this.listeners.set(lid, rl);
+    const ready = this.link(rl.daemon)
+      .then((l) => l.listen(rl))
+      .then(() => undefined);
+    ready.catch(() => this.listeners.delete(lid));
+    return {
+      ready,
+      remove: () => {
+        if (!this.listeners.delete(lid)) return;
+        this.links.get(rl.daemon)?.unlisten(lid);
+      },
+    };
+  }
+
+  /** The link to a daemon: an open one (either direction), or a new connection to its socket. */
+  link(name: string): Promise<Link> {
+    const l = this.links.get(name);
+    if (l && !l.closed) return Promise.resolve(l);
+    if (this.closed) return Promise.reject(new MetanetError('ECLOSED', 'the transport is closed'));
+    let p = this.connecting.get(name);
+    if (!p) {
+      p = this.dial(name).finally(() => this.connecting.delete(name));
+      this.connecting.set(name, p);
+    }
+    return p;
+  }
+
+  private dial(name: string): Promise<Link> {
+    const path = socketPath(this.o.dir, name);
+    return new Promise<Link>((resolve, reject) => {
+      const sock: Socket = connect(path);
+      const fail = (e: NodeJS.ErrnoException): void => {
+        const why =
+          e.code === 'ENOENT'
+            ? 'no socket'
+            : e.code === 'ECONNREFUSED'
+              ? 'socket refuses connections (stale)'
+              : e.message;
+        reject(
+          new MetanetError('ENODAEMON', `daemon "${name}" is not running in ${this.o.dir} (${path}: ${why})`),
+        );
+      };
+      sock.once('error', fail);
+      sock.once('connect', () => {
+        sock.off('error', fail);
+        const link = this.adopt(sock, undefined);
+        link.ready.then(
+          () => {
+            if (link.peerName !== name) this.links.set(name, link); // the socket's name is what we route by
+            resolve(link);
+          },
+          (e: Error) => reject(isMetanetError(e) ? e : new MetanetError('ENODAEMON', e.message)),
+        );
+      });
+    });
+  }
+
+  /** Take a connected socket (outbound, or accepted by the daemon server) into a link. */
+  adopt(sock: Socket, extra: Pick<ConstructorParameters<typeof Link>[0], 'acl' | 'cred'> | undefined): Link {
+    const link = new Link({
+      bus: this.bus,
+      localName: this.o.name,
+      socket: sock,
+      log: this.bus.log,
+      remoteListeners: this.listeners,
+      maxFrame: this.o.maxFrame,
+      ...extra,
+      onClose: (l) => this.dropped(l),
+    });
+    link.ready.then(
+      () => {
+        if (link.peerName !== undefined) this.links.set(link.peerName, link);
+      },
+      () => {},
+    );
+    return link;
+  }
+
+  private dropped(l: Link): void {
+    for (const [k, v] of this.links) if (v === l) this.links.delete(k);
+    if (l.peerName !== undefined) this.scheduleReattach(l.peerName);
+  }
+
+  /** Our listeners on a daemon that went away: reconnect with backoff and put them back. */
+  private scheduleReattach(name: string): void {
+    if (this.closed || this.retry.has(name)) return;
+    if (![...this.listeners.values()].some((r) => r.daemon === name)) return;
+    const attempt = (delay: number): void => {
+      const timer = setTimeout(() => {
+        this.link(name)
+          .then(async (l) => {
+            this.retry.delete(name);
+            for (const rl of this.listeners.values()) if (rl.daemon === name) await l.listen(rl);
+            this.bus.log.log('info', 'listeners re-attached', { daemon: name });
+          })
+          .catch(() => {
+            if (this.closed) return;
+            attempt(Math.min(delay * 2, BACKOFF_MAX));
+          });
+      }, delay);
+      this.retry.set(name, { timer, delay });
+    };
+    attempt(BACKOFF_MIN);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const r of this.retry.values()) clearTimeout(r.timer);
+    this.retry.clear();
+    for (const l of new Set(this.links.values())) l.close();
+    this.links.clear();
+  }
+}
