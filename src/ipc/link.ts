@@ -261,36 +261,26 @@ export class Link {
     const type = f[0];
     if (this.peerName === undefined && type !== F.HELLO)
       throw new MetanetError('EPROTO', `expected HELLO first, got ${frameName(type)}`);
-    switch (type) {
-      case F.HELLO:
-        return this.onHello(f);
-      case F.SEND:
-        return this.onSend(f);
-      case F.RESULT:
-      case F.OK:
-        return this.settle(f, undefined);
-      case F.ERROR:
-        return this.onError(f);
-      case F.LISTEN:
-        return this.onListen(f);
-      case F.UNLISTEN:
-        return this.onUnlisten(f);
-      case F.DELIVER:
-        return this.onDeliver(f);
-      case F.VERDICT:
-        return this.onVerdict(f);
-      case F.MONITOR:
-        return this.onMonitor(f);
-      case F.UNMONITOR:
-        return this.onUnmonitor(f);
-      case F.EVENT:
-        return this.onEvent(f);
-      case F.LS:
-        return this.onLs(f);
-      default:
-        throw new MetanetError('EPROTO', `unknown frame type ${String(type)}`);
-    }
+    const h = this.handlers[type as number];
+    if (h === undefined) throw new MetanetError('EPROTO', `unknown frame type ${String(type)}`);
+    h.call(this, f);
   }
+
+  private readonly handlers: Record<number, (this: Link, f: Frame) => void> = {
+    [F.HELLO]: this.onHello,
+    [F.SEND]: this.onSend,
+    [F.RESULT]: (f) => this.settle(f, undefined),
+    [F.OK]: (f) => this.settle(f, undefined),
+    [F.ERROR]: this.onError,
+    [F.LISTEN]: this.onListen,
+    [F.UNLISTEN]: this.onUnlisten,
+    [F.DELIVER]: this.onDeliver,
+    [F.VERDICT]: this.onVerdict,
+    [F.MONITOR]: this.onMonitor,
+    [F.UNMONITOR]: this.onUnmonitor,
+    [F.EVENT]: this.onEvent,
+    [F.LS]: this.onLs,
+  };
 
   private onHello(f: Frame): void {
     if (this.peerName !== undefined) throw new MetanetError('EPROTO', 'HELLO sent twice');
