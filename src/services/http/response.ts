@@ -1,0 +1,56 @@
+import { type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
+import { MetanetError } from '../../core/errors.js';
+import { Message } from '../../core/message.js';
+
+const bad = (path: string, why: string): never => {
+  throw new MetanetError('EBADTUPLE', `${path}: ${why}`);
+};
+
+/**
+ * Write a `<clientname>/response` message to a node:http response: status `code`, `headers`
+ * (a list: tag = header name, str or int value, repeats allowed) and `data` (str or bytes).
+ * Content-Length is set from `data` unless the headers give it or Transfer-Encoding.
+ * Throws EBADTUPLE naming the tuple or header before anything is written.
+ */
+export function writeResponse(res: ServerResponse, path: string, m: Message): void {
+  const code = m.int('code');
+  if (code < 200 || code > 599) bad(path, `tuple "code" is ${code}, expected a status from 200 to 599`);
+  const hs = m.list('headers', Message.empty).tuples;
+  const flat: (string | number)[] = new Array(hs.length * 2);
+  let framed = false;
+  for (let i = 0; i < hs.length; i++) {
+    const t = hs[i]!;
+    const name = t.tag;
+    if (t.type !== 'str' && t.type !== 'int') bad(path, `header "${name}" is ${t.type}, expected str or int`);
+    const value = String(t.value);
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch (e) {
+      bad(path, `header "${name}": ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const lower = name.length === 14 || name.length === 17 ? name.toLowerCase() : '';
+    if (lower === 'content-length' || lower === 'transfer-encoding') framed = true;
+    flat[i * 2] = name;
+    flat[i * 2 + 1] = value;
+  }
+  const d = m.get('data');
+  let data: string | Uint8Array = '';
+  if (d !== undefined) {
+    if (d.type === 'str' || d.type === 'bytes') data = d.value;
+    else bad(path, `tuple "data" is ${d.type}, expected str or bytes`);
+  }
+  if (!framed && code !== 204 && code !== 304)
+    flat.push('Content-Length', typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength);
+  res.writeHead(code, flat as string[]);
+  res.end(data);
+}
+
+/** A short plain-text answer the service gives by itself (400, 413, 500, 503, 504). */
+export function writePlain(res: ServerResponse, code: number, text: string, close = false): void {
+  if (res.headersSent || res.destroyed) return;
+  const h = ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(text))];
+  if (close) h.push('Connection', 'close');
+  res.writeHead(code, h);
+  res.end(text);
+}

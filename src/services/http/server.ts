@@ -1,0 +1,290 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Bus } from '../../core/bus.js';
+import type { Context } from '../../core/listener.js';
+import type { Message } from '../../core/message.js';
+import { attachTable, type ServiceTable, validate } from '../table.js';
+import { errorCode, errorText } from './errors.js';
+import { type HeadInfo, plainAddress, readHead, requestMessage } from './request.js';
+import { writePlain, writeResponse } from './response.js';
+import { HTTP_TABLE, spec } from './table.js';
+
+export interface HttpServerOptions {
+  readonly name: string;
+  readonly port: number;
+  readonly host: string;
+  readonly bodyLimit: number;
+  readonly timeout: number;
+}
+
+const WAITING = 0;
+const ANSWERED = 1;
+
+/** One request between its arrival and the removal of its mailboxes. */
+class Pending {
+  state = WAITING;
+  constructor(
+    readonly responsePath: string,
+    readonly closePath: string,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly deadline: number,
+  ) {}
+}
+
+const RESPONSE = spec('client', '/response');
+const SERVER_TABLE: ServiceTable = HTTP_TABLE.filter((s) => s.scope === 'server');
+const CLOSE_SUFFIX = '/close';
+
+/**
+ * One HTTP server named by a mailbox path: node:http underneath (the maintained parser: keep-alive,
+ * chunked bodies), each request a message on `<name>/request`, answered on `<clientname>/response`.
+ * The request path allocates no closure for body-less requests: the per-request mailboxes share
+ * one listener each, which finds its request by the mailbox it was called for.
+ */
+export class HttpServer {
+  readonly name: string;
+  readonly requestPath: string;
+  readonly errorPath: string;
+  private readonly clientBase: string;
+  private readonly server: Server;
+  private readonly pending = new Map<string, Pending>();
+  private finished: Pending[] = [];
+  private sweepScheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private closing: Promise<void> | undefined;
+  private detach: (() => void) | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly opts: HttpServerOptions,
+    private readonly onClosed: (s: HttpServer) => void,
+  ) {
+    this.name = opts.name;
+    this.requestPath = `${opts.name}/request`;
+    this.errorPath = `${opts.name}/error`;
+    this.clientBase = `${opts.name}/client/`;
+    this.server = createServer(this.onRequest);
+    this.server.on('clientError', this.onClientError);
+  }
+
+  /** Start listening; resolves with the real port. Then attaches `<name>/close`. */
+  listen(): Promise<{ port: number; host: string }> {
+    return new Promise((resolve, reject) => {
+      const fail = (e: Error): void => reject(e);
+      this.server.once('error', fail);
+      this.server.listen(this.opts.port, this.opts.host, () => {
+        this.server.off('error', fail);
+        this.server.on('error', (e) => this.report({ error: errorText(e), code: errorCode(e) }));
+        this.detach = attachTable(this.bus, this.name, SERVER_TABLE, {
+          [CLOSE_SUFFIX]: (_m: Message, ctx: Context) =>
+            this.close().then(() => {
+              if (ctx.replyTo !== undefined) ctx.reply({ name: this.name, closed: true }).catch(() => {});
+            }),
+        });
+        const a = this.server.address();
+        resolve({ port: typeof a === 'object' && a ? a.port : this.opts.port, host: this.opts.host });
+      });
+    });
+  }
+
+  /** Stop listening, cut every connection, remove every per-request mailbox. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.detach?.();
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    }).then(() => {
+      for (const p of this.pending.values()) this.finished.push(p);
+      this.sweep();
+      this.onClosed(this);
+    });
+    return this.closing;
+  }
+
+  // ---- the request path ----------------------------------------------------------------
+
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const head = readHead(req.rawHeaders);
+    const limit = this.opts.bodyLimit;
+    if (head.contentLength > limit) {
+      writePlain(
+        res,
+        413,
+        `request body of ${head.contentLength} bytes is over the limit of ${limit}\n`,
+        true,
+      );
+      return;
+    }
+    if (head.contentLength <= 0 && !head.chunked) {
+      this.dispatch(req, res, head, undefined);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        writePlain(res, 413, `request body is over the limit of ${limit} bytes\n`, true);
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = (): void => {
+      this.dispatch(req, res, head, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+  };
+
+  private dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    head: HeadInfo,
+    body: Buffer | undefined,
+  ): void {
+    const bus = this.bus;
+    if (bus.isClosed || this.closing) {
+      writePlain(res, 503, 'server closing\n', true);
+      return;
+    }
+    const clientname = this.clientBase + ++this.seq;
+    const p = new Pending(
+      `${clientname}/response`,
+      clientname + CLOSE_SUFFIX,
+      req,
+      res,
+      performance.now() + this.opts.timeout,
+    );
+    bus.listen(p.responsePath, this.onResponse);
+    bus.listen(p.closePath, this.onClose);
+    this.pending.set(p.responsePath, p);
+    if (this.timer === undefined) this.arm(this.opts.timeout);
+    bus.send(this.requestPath, requestMessage(clientname, req, head, body)).then(
+      (r) => {
+        if (!r.delivered) this.answer(p, 503, `nobody listens on ${this.requestPath}\n`);
+      },
+      (e: unknown) => this.answer(p, 503, `${errorText(e)}\n`),
+    );
+  }
+
+  /** `<clientname>/response` (one listener shared by every request). */
+  private readonly onResponse = (m: Message, ctx: Context): void => {
+    const path = ctx.mailbox;
+    const p = this.pending.get(path);
+    if (p === undefined || p.state !== WAITING) return; // a second response: the first one won
+    p.state = ANSWERED;
+    this.finish(p);
+    if (p.res.destroyed) return; // the client went away
+    try {
+      validate(RESPONSE, path, m);
+      writeResponse(p.res, path, m);
+    } catch (e) {
+      this.report({ mailbox: path, error: errorText(e), code: errorCode(e), clientname: path.slice(0, -9) });
+      writePlain(p.res, 500, `bad response message: ${errorText(e)}\n`);
+    }
+  };
+
+  /** `<clientname>/close`: close the connection (after the response, if one was sent). */
+  private readonly onClose = (_m: Message, ctx: Context): void => {
+    const p = this.pending.get(`${ctx.mailbox.slice(0, -CLOSE_SUFFIX.length)}/response`);
+    if (p === undefined) return;
+    const sock = p.req.socket;
+    if (p.state === WAITING) {
+      p.state = ANSWERED;
+      this.finish(p);
+      sock.destroy();
+    } else if (p.res.writableFinished) sock.end();
+    else p.res.once('finish', () => sock.end());
+  };
+
+  /** An answer the service gives by itself (503, 504). */
+  private answer(p: Pending, code: number, text: string): void {
+    if (p.state !== WAITING) return;
+    p.state = ANSWERED;
+    this.finish(p);
+    writePlain(p.res, code, text);
+  }
+
+  /** Remove a request's mailboxes at the end of this loop turn (a `close` sent with the response still lands). */
+  private finish(p: Pending): void {
+    this.finished.push(p);
+    if (!this.sweepScheduled) {
+      this.sweepScheduled = true;
+      setImmediate(this.sweep);
+    }
+  }
+
+  private readonly sweep = (): void => {
+    this.sweepScheduled = false;
+    const done = this.finished;
+    this.finished = [];
+    for (let i = 0; i < done.length; i++) {
+      const p = done[i]!;
+      this.bus.remove(p.responsePath);
+      this.bus.remove(p.closePath);
+      this.pending.delete(p.responsePath);
+    }
+  };
+
+  // ---- timeouts: one timer per server, for the oldest waiting request -------------------
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.expire, ms);
+    this.timer.unref();
+  }
+
+  private readonly expire = (): void => {
+    this.timer = undefined;
+    const now = performance.now();
+    for (const p of this.pending.values()) {
+      if (p.state !== WAITING) continue;
+      if (p.deadline > now) {
+        this.arm(p.deadline - now);
+        return;
+      }
+      this.answer(p, 504, `no response within ${this.opts.timeout} ms\n`);
+    }
+  };
+
+  // ---- malformed HTTP --------------------------------------------------------------------
+
+  private readonly onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
+    const s = socket as Socket & { _httpMessage?: ServerResponse | null };
+    if (err.code !== 'ECONNRESET')
+      this.report({
+        error: `malformed HTTP from ${s.remoteAddress}:${s.remotePort}: ${err.message}`,
+        code: err.code ?? 'EHTTP',
+        peerhost: plainAddress(s.remoteAddress),
+        peerport: s.remotePort ?? 0,
+      });
+    // Answer only when no response is in progress on this connection (never mid-response).
+    if (err.code === 'ECONNRESET' || !s.writable || s._httpMessage) {
+      s.destroy();
+      return;
+    }
+    const code =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const text =
+      code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
+    s.end(`HTTP/1.1 ${code} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  };
+
+  private report(fields: {
+    error: string;
+    code: string;
+    mailbox?: string;
+    clientname?: string;
+    peerhost?: string;
+    peerport?: number;
+  }): void {
+    if (!this.bus.isClosed) this.bus.post(this.errorPath, fields);
+  }
+}
