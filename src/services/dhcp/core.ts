@@ -1,0 +1,547 @@
+import type { Bus } from '../../core/bus.js';
+import { STOP } from '../../core/listener.js';
+import type { Logger } from '../../core/log.js';
+import type { Message, MessageInit } from '../../core/message.js';
+import { validate } from '../table.js';
+import { type DhcpConfig, type SubnetConfig, subnetOf } from './config.js';
+import { intToIp } from './ip.js';
+import type { LeaseStore } from './leases.js';
+import { getOption, messageType, optionToValue } from './options.js';
+import { toOption } from './optionset.js';
+import { type DhcpOption, type DhcpPacket, MessageType, macOf } from './packet.js';
+import type { Pool } from './pool.js';
+import { buildReply, type ReplyPlan } from './reply.js';
+import { COMMITTED, DHCPD_BASE, LOOKUP, LOOKUP_REPLY, PACKET, POOL_IDENTITY, RELEASED } from './table.js';
+
+/**
+ * The DHCP state machine of RFC 2131 without sockets: a decoded packet in, at most one reply
+ * (with where it goes) out. The server (server.ts) puts sockets around it; tests feed it directly.
+ */
+
+export interface Inbound {
+  readonly packet: DhcpPacket;
+  /** Source of the datagram. */
+  readonly from: { readonly address: string; readonly port: number };
+}
+
+export interface Outbound {
+  readonly packet: DhcpPacket;
+  /** Option 57 of the request (largest datagram the client takes), at least 576. */
+  readonly maxSize: number;
+  readonly to: { readonly address: string; readonly port: number };
+  readonly broadcast: boolean;
+  /** Our address in the client's subnet: the socket to send from (undefined: any). */
+  readonly via: string | undefined;
+}
+
+export interface Counters {
+  received: number;
+  malformed: number;
+  dropped: number;
+  offers: number;
+  acks: number;
+  naks: number;
+  informs: number;
+  releases: number;
+  declines: number;
+  lookupsAnswered: number;
+  lookupsRejected: number;
+}
+
+const TYPE_NAMES: Record<number, string> = {
+  1: 'discover',
+  2: 'offer',
+  3: 'request',
+  4: 'decline',
+  5: 'ack',
+  6: 'nak',
+  7: 'release',
+  8: 'inform',
+};
+
+const ZERO = '0.0.0.0';
+
+/** A decision on the client's address: the lookup chain's answer, validated, or the pool's. */
+interface Decision {
+  readonly ip: string;
+  readonly leaseTime: number | undefined;
+  readonly hostname: string | undefined;
+  readonly options: readonly DhcpOption[];
+  readonly source: string;
+}
+
+export interface CoreOptions {
+  readonly log: Logger;
+  readonly now?: () => number;
+  /** Client port for replies (68) and relay port (67); tests change them. */
+  readonly clientPort?: number;
+  readonly relayPort?: number;
+}
+
+export class DhcpCore {
+  readonly counters: Counters = {
+    received: 0,
+    malformed: 0,
+    dropped: 0,
+    offers: 0,
+    acks: 0,
+    naks: 0,
+    informs: 0,
+    releases: 0,
+    declines: 0,
+    lookupsAnswered: 0,
+    lookupsRejected: 0,
+  };
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private readonly ours: Set<string>;
+  private readonly clientPort: number;
+  private readonly relayPort: number;
+  private readonly globalOptions: DhcpOption[];
+  private readonly subnetOptions = new Map<SubnetConfig, DhcpOption[]>();
+  private readonly hostOptions = new Map<string, DhcpOption[]>();
+  private poolHandle: { remove(): void } | undefined;
+
+  constructor(
+    readonly bus: Bus,
+    readonly config: DhcpConfig,
+    readonly store: LeaseStore,
+    readonly pool: Pool,
+    opts: CoreOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log;
+    this.clientPort = opts.clientPort ?? 68;
+    this.relayPort = opts.relayPort ?? 67;
+    this.ours = new Set(config.listen.map((l) => l.address));
+    this.globalOptions = Object.entries(config.options).map(([k, v]) => toOption(k, v));
+    for (const s of config.subnets)
+      this.subnetOptions.set(
+        s,
+        Object.entries(s.options).map(([k, v]) => toOption(k, v)),
+      );
+    for (const h of config.hosts)
+      this.hostOptions.set(
+        h.mac,
+        Object.entries(h.options).map(([k, v]) => toOption(k, v)),
+      );
+  }
+
+  /** Append the stock pool listener to /dhcpd/lookup. */
+  attachPool(): void {
+    const pool = this.pool;
+    const subnets = this.config.subnets;
+    this.poolHandle = this.bus.listen(
+      DHCPD_BASE + LOOKUP.suffix,
+      function poolLookup(m, ctx) {
+        const subnet = subnets.find((s) => s.name === m.str('subnet', ''));
+        const mac = m.str('mac', '');
+        const ip = subnet ? pool.propose(mac, subnet, m.str('requested', '') || undefined) : undefined;
+        const st = pool.staticHost(mac);
+        if (ctx.replyTo !== undefined)
+          void ctx
+            .reply(
+              ip
+                ? {
+                    ip,
+                    source: st?.ip === ip ? 'static' : 'pool',
+                    hostname: st?.ip === ip ? st.hostname : undefined,
+                  }
+                : { error: subnet ? `no free address in ${subnet.name}` : 'unknown subnet', source: 'pool' },
+            )
+            .catch(() => {});
+        return STOP;
+      },
+      { identity: POOL_IDENTITY, position: 'append' },
+    );
+  }
+
+  detach(): void {
+    this.poolHandle?.remove();
+  }
+
+  /** Count a datagram that did not decode (the server logs it). */
+  malformed(): void {
+    this.counters.received++;
+    this.counters.malformed++;
+  }
+
+  private drop(why: string, fields: Record<string, unknown>): undefined {
+    this.counters.dropped++;
+    this.log.log('debug', `dhcp: dropped: ${why}`, fields);
+    return undefined;
+  }
+
+  /** Handle one decoded packet; resolves with the reply to send, if any. Never throws. */
+  async handle(inb: Inbound): Promise<Outbound | undefined> {
+    this.counters.received++;
+    try {
+      return await this.dispatch(inb);
+    } catch (e) {
+      this.counters.dropped++;
+      this.log.log('warn', 'dhcp: failed to handle a packet', { error: e, from: inb.from.address });
+      return undefined;
+    }
+  }
+
+  private ip(p: DhcpPacket, code: number): string | undefined {
+    const d = getOption(p, code);
+    return d && d.length === 4 ? intToIp(d.readUInt32BE(0)) : undefined;
+  }
+
+  private async dispatch(inb: Inbound): Promise<Outbound | undefined> {
+    const p = inb.packet;
+    const mac = macOf(p);
+    const type = messageType(p);
+    const fields = { mac, xid: p.xid, type: type === undefined ? undefined : TYPE_NAMES[type] };
+    if (p.op !== 1) return this.drop('not a BOOTREQUEST', fields);
+    if (type === undefined) return this.drop('no message type (option 53): BOOTP is not served', fields);
+    this.announce(inb, mac, type);
+    const subnet = this.subnetFor(p, mac);
+    if (!subnet) return this.drop('no subnet served for this packet (giaddr/ciaddr/interface)', fields);
+    switch (type) {
+      case MessageType.DISCOVER:
+        return this.discover(p, mac, subnet);
+      case MessageType.REQUEST:
+        return this.request(p, mac, subnet);
+      case MessageType.DECLINE:
+        return this.decline(p, mac, subnet);
+      case MessageType.RELEASE:
+        return this.release(p, mac);
+      case MessageType.INFORM:
+        return this.inform(p, mac, subnet);
+      default:
+        return this.drop('not a client message type', fields);
+    }
+  }
+
+  private announce(inb: Inbound, mac: string, type: number): void {
+    const p = inb.packet;
+    const hostname = getOption(p, 12);
+    const init: MessageInit = {
+      mac,
+      type: TYPE_NAMES[type] ?? 'other',
+      xid: p.xid,
+      ciaddr: p.ciaddr,
+      giaddr: p.giaddr,
+      flags: p.flags,
+      from: `${inb.from.address}:${inb.from.port}`,
+      requested: this.ip(p, 50),
+      'server-id': this.ip(p, 54),
+      hostname: hostname?.length ? hostname.toString('utf8').replace(/\0+$/, '') : undefined,
+      'client-id': getOption(p, 61),
+      option: p.options.map((o) => ({ code: o.code, data: o.data })),
+    };
+    if (this.bus.has(DHCPD_BASE + PACKET.suffix)) this.bus.post(DHCPD_BASE + PACKET.suffix, init);
+  }
+
+  /**
+   * The subnet a packet belongs to: by giaddr (relayed); else by ciaddr; else the directly
+   * attached subnet (the one of a `listen` address) that the requested address or the client's
+   * lease points at; else the first directly attached subnet. See "Several interfaces" in the doc.
+   */
+  subnetFor(p: DhcpPacket, mac: string): SubnetConfig | undefined {
+    if (p.giaddr !== ZERO) return subnetOf(this.config, p.giaddr);
+    const direct = this.config.subnets.filter((s) => s.localAddress !== undefined);
+    const pick = (ip: string | undefined): SubnetConfig | undefined =>
+      ip === undefined || ip === ZERO ? undefined : direct.find((s) => subnetOf(this.config, ip) === s);
+    if (p.ciaddr !== ZERO) return subnetOf(this.config, p.ciaddr);
+    return pick(this.ip(p, 50)) ?? pick(this.store.ofMac(mac)?.ip) ?? direct[0];
+  }
+
+  serverId(subnet: SubnetConfig): string {
+    return subnet.localAddress ?? this.config.listen[0]!.address;
+  }
+
+  // ---- the lookup hook ---------------------------------------------------------------------
+
+  /**
+   * Ask /dhcpd/lookup which address `mac` gets. The chain's first reply wins; an answered
+   * address that is outside the client's subnet or taken by another client is logged and the
+   * pool decides instead. No reply in time (or nobody listening): the pool decides.
+   */
+  private async decide(
+    p: DhcpPacket,
+    mac: string,
+    subnet: SubnetConfig,
+    type: 'discover' | 'request',
+    requested: string | undefined,
+  ): Promise<Decision | undefined> {
+    const hostname = getOption(p, 12);
+    const init: MessageInit = {
+      mac,
+      type,
+      subnet: subnet.name,
+      requested,
+      giaddr: p.giaddr === ZERO ? undefined : p.giaddr,
+      hostname: hostname?.length ? hostname.toString('utf8').replace(/\0+$/, '') : undefined,
+      'client-id': getOption(p, 61),
+    };
+    let answer: Message | undefined;
+    try {
+      answer = await this.bus.request(DHCPD_BASE + LOOKUP.suffix, init, {
+        timeout: this.config.lookupTimeout,
+      });
+      validate({ ...LOOKUP, suffix: '/lookup reply', tuples: LOOKUP_REPLY }, '/dhcpd/lookup reply', answer);
+    } catch (e) {
+      this.counters.lookupsRejected++;
+      this.log.log('warn', 'dhcp: lookup gave no usable answer; the pool decides', { mac, error: e });
+      answer = undefined;
+    }
+    if (answer?.has('ip')) {
+      const ip = answer.str('ip');
+      const why = this.pool.refusal(ip, mac, subnet);
+      if (why === undefined) {
+        let options: DhcpOption[] = [];
+        try {
+          options = answer.has('options') ? this.messageOptions(answer.list('options')) : [];
+        } catch (e) {
+          this.log.log('warn', 'dhcp: lookup answer has a bad option; ignoring its options', {
+            mac,
+            error: e,
+          });
+        }
+        this.counters.lookupsAnswered++;
+        return {
+          ip,
+          leaseTime: answer.has('lease-time') ? answer.int('lease-time') : undefined,
+          hostname: answer.str('hostname', '') || undefined,
+          options,
+          source: answer.str('source', 'lookup'),
+        };
+      }
+      this.counters.lookupsRejected++;
+      this.log.log('warn', 'dhcp: lookup answered an address the client cannot have; the pool decides', {
+        mac,
+        ip,
+        why,
+        source: answer.str('source', ''),
+      });
+    } else if (answer) {
+      return undefined; // the pool (or a listener) said: no address
+    }
+    const ip = this.pool.propose(mac, subnet, requested);
+    if (ip === undefined) return undefined;
+    const st = this.pool.staticHost(mac);
+    return {
+      ip,
+      leaseTime: undefined,
+      hostname: st?.ip === ip ? st.hostname : undefined,
+      options: [],
+      source: 'pool',
+    };
+  }
+
+  private messageOptions(m: Message): DhcpOption[] {
+    const out: DhcpOption[] = [];
+    for (const t of m) {
+      if (t.type === 'list') {
+        out.push(
+          toOption(
+            t.tag,
+            t.value.tuples.map((x) => x.value),
+          ),
+        );
+      } else out.push(toOption(t.tag, t.type === 'int' ? Number(t.value) : t.value));
+    }
+    return out;
+  }
+
+  // ---- message types ---------------------------------------------------------------------
+
+  private async discover(p: DhcpPacket, mac: string, subnet: SubnetConfig): Promise<Outbound | undefined> {
+    const requested = this.ip(p, 50);
+    let d = await this.decide(p, mac, subnet, 'discover', requested);
+    if (d && this.pool.refusal(d.ip, mac, subnet)) {
+      // Another client took it while the lookup ran: ask the pool again (synchronously).
+      const ip = this.pool.propose(mac, subnet, requested);
+      d = ip ? { ...d, ip, source: 'pool' } : undefined;
+    }
+    if (!d) {
+      this.log.log('warn', 'dhcp: no address to offer', { mac, subnet: subnet.name });
+      return this.drop('no address to offer', { mac });
+    }
+    this.pool.hold(d.ip, mac, this.config.offerTime);
+    this.counters.offers++;
+    return this.reply(p, subnet, { type: MessageType.OFFER, yiaddr: d.ip, decision: d, mac });
+  }
+
+  private async request(p: DhcpPacket, mac: string, subnet: SubnetConfig): Promise<Outbound | undefined> {
+    const serverId = this.ip(p, 54);
+    const requested = this.ip(p, 50);
+    let wanted: string;
+    let state: 'selecting' | 'init-reboot' | 'renewing';
+    if (serverId !== undefined) {
+      if (!this.ours.has(serverId)) {
+        this.pool.dropOffer(mac);
+        return this.drop('the client chose another server', { mac, serverId });
+      }
+      state = 'selecting';
+      wanted = requested ?? p.ciaddr;
+    } else if (requested !== undefined && p.ciaddr === ZERO) {
+      state = 'init-reboot';
+      wanted = requested;
+    } else if (p.ciaddr !== ZERO) {
+      state = 'renewing'; // RENEWING (unicast) or REBINDING (broadcast): the same answer
+      wanted = p.ciaddr;
+    } else return this.drop('REQUEST with neither server-id, requested address nor ciaddr', { mac });
+    if (wanted === ZERO) return this.drop('REQUEST without an address', { mac });
+    const inSubnet = subnetOf(this.config, wanted) === subnet;
+    if (!inSubnet) {
+      // Wrong network (moved to another link): NAK so the client starts over.
+      return this.nak(p, subnet, mac, `${wanted} is not on ${subnet.name}`);
+    }
+    const d = await this.decide(p, mac, subnet, 'request', wanted);
+    if (!d || d.ip !== wanted || this.pool.refusal(wanted, mac, subnet)) {
+      const known = this.store.ofMac(mac) !== undefined || this.pool.staticHost(mac) !== undefined;
+      if (state !== 'selecting' && !known && this.pool.refusal(wanted, mac, subnet) === undefined)
+        return this.drop('no record of this client: staying silent (RFC 2131 4.3.2)', { mac, wanted });
+      return this.nak(
+        p,
+        subnet,
+        mac,
+        d ? `${wanted} is not for this client (it gets ${d.ip})` : 'no address',
+      );
+    }
+    const leaseTime = d.leaseTime ?? subnet.leaseTime;
+    const expires = this.now() + leaseTime * 1000;
+    const hostname = d.hostname ?? (getOption(p, 12)?.toString('utf8').replace(/\0+$/, '') || undefined);
+    await this.store.commit({ mac, ip: wanted, expires, hostname });
+    this.pool.dropOffer(mac);
+    this.counters.acks++;
+    this.bus.post(DHCPD_BASE + COMMITTED.suffix, {
+      mac,
+      ip: wanted,
+      expires,
+      'lease-time': leaseTime,
+      subnet: subnet.name,
+      hostname,
+    });
+    this.log.log('info', 'dhcp: lease', { mac, ip: wanted, state, source: d.source, leaseTime });
+    return this.reply(p, subnet, {
+      type: MessageType.ACK,
+      yiaddr: wanted,
+      decision: { ...d, leaseTime },
+      mac,
+    });
+  }
+
+  private nak(p: DhcpPacket, subnet: SubnetConfig, mac: string, why: string): Outbound {
+    this.counters.naks++;
+    this.log.log('info', 'dhcp: NAK', { mac, why });
+    return this.reply(p, subnet, {
+      type: MessageType.NAK,
+      yiaddr: ZERO,
+      decision: undefined,
+      mac,
+      message: why,
+    });
+  }
+
+  private async decline(p: DhcpPacket, mac: string, subnet: SubnetConfig): Promise<undefined> {
+    const serverId = this.ip(p, 54);
+    const ip = this.ip(p, 50);
+    if (serverId !== undefined && !this.ours.has(serverId))
+      return this.drop('DECLINE for another server', { mac });
+    if (!ip) return this.drop('DECLINE without a requested address', { mac });
+    const held = this.store.ofMac(mac)?.ip === ip || this.pool.offeredTo(mac) === ip;
+    if (!held || subnetOf(this.config, ip) !== subnet)
+      return this.drop('DECLINE of an address not given to this client', { mac, ip });
+    this.counters.declines++;
+    this.pool.dropOffer(mac);
+    await this.store.decline(ip, this.now() + this.config.declineTime * 1000);
+    this.log.log('warn', 'dhcp: address declined (in use by an unknown host): quarantined', {
+      mac,
+      ip,
+      seconds: this.config.declineTime,
+    });
+    this.bus.post(DHCPD_BASE + RELEASED.suffix, { mac, ip, reason: 'decline' });
+    return undefined;
+  }
+
+  private async release(p: DhcpPacket, mac: string): Promise<undefined> {
+    const serverId = this.ip(p, 54);
+    if (serverId !== undefined && !this.ours.has(serverId))
+      return this.drop('RELEASE for another server', { mac });
+    if (await this.store.free(mac, p.ciaddr, 'release')) {
+      this.counters.releases++;
+      this.bus.post(DHCPD_BASE + RELEASED.suffix, { mac, ip: p.ciaddr, reason: 'release' });
+      this.log.log('info', 'dhcp: released', { mac, ip: p.ciaddr });
+    }
+    return undefined;
+  }
+
+  private inform(p: DhcpPacket, mac: string, subnet: SubnetConfig): Outbound | undefined {
+    if (p.ciaddr === ZERO) return this.drop('INFORM without ciaddr', { mac });
+    this.counters.informs++;
+    return this.reply(p, subnet, {
+      type: MessageType.ACK,
+      yiaddr: ZERO,
+      decision: undefined,
+      mac,
+      inform: true,
+    });
+  }
+
+  // ---- replies ---------------------------------------------------------------------------
+
+  private reply(
+    p: DhcpPacket,
+    subnet: SubnetConfig,
+    r: Omit<ReplyPlan, 'serverId' | 'subnet' | 'configOptions' | 'decision'> & {
+      decision: Decision | undefined;
+    },
+  ): Outbound {
+    const configOptions = [
+      ...this.globalOptions,
+      ...(this.subnetOptions.get(subnet) ?? []),
+      ...(this.hostOptions.get(r.mac) ?? []),
+      ...(r.decision?.options ?? []),
+    ];
+    const packet = buildReply(p, { ...r, serverId: this.serverId(subnet), subnet, configOptions });
+    const max = getOption(p, 57);
+    const maxSize = max && max.length === 2 ? Math.max(576, max.readUInt16BE(0)) : 576;
+    return { packet, maxSize, ...this.destination(p, packet, r.type, subnet) };
+  }
+
+  /**
+   * RFC 2131 4.1: giaddr set → the relay, port 67 (a NAK gets the broadcast bit); else a NAK →
+   * broadcast; else ciaddr set → unicast to ciaddr:68; else broadcast 255.255.255.255:68 (also
+   * when the client did not set the broadcast bit: Node cannot send to yiaddr without ARP).
+   */
+  private destination(
+    req: DhcpPacket,
+    reply: DhcpPacket,
+    type: number,
+    subnet: SubnetConfig,
+  ): Pick<Outbound, 'to' | 'broadcast' | 'via'> {
+    const via = subnet.localAddress;
+    if (req.giaddr !== ZERO) {
+      if (type === MessageType.NAK) reply.flags |= 0x8000;
+      return { to: { address: req.giaddr, port: this.relayPort }, broadcast: false, via: undefined };
+    }
+    if (type !== MessageType.NAK && req.ciaddr !== ZERO)
+      return { to: { address: req.ciaddr, port: this.clientPort }, broadcast: false, via };
+    return { to: { address: '255.255.255.255', port: this.clientPort }, broadcast: true, via };
+  }
+
+  // ---- housekeeping ----------------------------------------------------------------------
+
+  /** Expire leases and offers; announce expired leases. */
+  async expire(): Promise<void> {
+    this.pool.sweep();
+    for (const l of await this.store.expire(this.now())) {
+      this.bus.post(DHCPD_BASE + RELEASED.suffix, { mac: l.mac, ip: l.ip, reason: 'expired' });
+      this.log.log('info', 'dhcp: lease expired', { mac: l.mac, ip: l.ip });
+    }
+  }
+
+  /** Decode an option value for logs and messages (bad values as hex). */
+  static describeOption(o: DhcpOption): string {
+    try {
+      return JSON.stringify(optionToValue(o.code, o.data));
+    } catch {
+      return o.data.toString('hex');
+    }
+  }
+}

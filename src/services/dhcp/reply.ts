@@ -1,0 +1,114 @@
+import type { SubnetConfig } from './config.js';
+import { intToIp } from './ip.js';
+import { getOption, valueToOption } from './options.js';
+import { DhcpEncodeError, type DhcpOption, type DhcpPacket, encodePacket, MessageType } from './packet.js';
+
+/**
+ * Building a reply packet: header fields per RFC 2131 table 3, options in this order: message
+ * type (53), server id (54), lease times (51, 58, 59, not for INFORM), then the options the client
+ * asked for in its parameter request list (55) in that order, then the other configured options,
+ * and the relay agent information (82) echoed last. Options the config or a lookup answer give
+ * override the defaults of the same code (global < subnet < static host < lookup answer).
+ */
+
+export interface ReplyPlan {
+  readonly type: number;
+  readonly yiaddr: string;
+  readonly mac: string;
+  readonly decision:
+    | { readonly leaseTime: number | undefined; readonly hostname: string | undefined }
+    | undefined;
+  readonly serverId: string;
+  readonly subnet: SubnetConfig;
+  readonly configOptions: readonly DhcpOption[];
+  /** Option 56 text (for a NAK). */
+  readonly message?: string;
+  readonly inform?: boolean;
+}
+
+const u32 = (code: number, v: number): DhcpOption => valueToOption(code, v);
+
+export function buildReply(req: DhcpPacket, plan: ReplyPlan): DhcpPacket {
+  const s = plan.subnet;
+  const head: DhcpOption[] = [valueToOption(53, plan.type), valueToOption(54, plan.serverId)];
+  const avail = new Map<number, DhcpOption>();
+  if (plan.type === MessageType.NAK) {
+    if (plan.message) head.push(valueToOption(56, plan.message.slice(0, 250)));
+  } else {
+    if (!plan.inform) {
+      const lease = plan.decision?.leaseTime ?? s.leaseTime;
+      const same = lease === s.leaseTime;
+      head.push(
+        u32(51, lease),
+        u32(58, same ? s.renewalTime : Math.floor(lease / 2)),
+        u32(59, same ? s.rebindingTime : Math.floor((lease * 7) / 8)),
+      );
+    }
+    const put = (o: DhcpOption): void => {
+      avail.set(o.code, o);
+    };
+    put(valueToOption(1, intToIp(s.cidr.mask)));
+    if (s.router.length) put(valueToOption(3, s.router));
+    if (s.dns.length) put(valueToOption(6, s.dns));
+    if (s.domain) put(valueToOption(15, s.domain));
+    if (s.captivePortal) put(valueToOption(114, s.captivePortal));
+    put(valueToOption(28, intToIp(s.cidr.broadcast)));
+    if (plan.decision?.hostname) put(valueToOption(12, plan.decision.hostname));
+    for (const o of plan.configOptions) if (![53, 54, 82].includes(o.code)) put(o);
+    if (plan.inform) for (const c of [51, 58, 59]) avail.delete(c);
+  }
+  const placed = new Set(head.map((o) => o.code));
+  const options = [...head];
+  const prl = getOption(req, 55);
+  if (prl)
+    for (const code of prl) {
+      const o = avail.get(code);
+      if (o && !placed.has(code)) {
+        options.push(o);
+        placed.add(code);
+      }
+    }
+  for (const [code, o] of avail) if (!placed.has(code) && code !== 28) options.push(o);
+  const relay = getOption(req, 82);
+  if (relay) options.push({ code: 82, data: relay });
+  return {
+    op: 2,
+    htype: req.htype,
+    hlen: req.hlen,
+    hops: 0,
+    xid: req.xid,
+    secs: 0,
+    flags: req.flags & 0x8000,
+    ciaddr: plan.type === MessageType.ACK ? req.ciaddr : '0.0.0.0',
+    yiaddr: plan.yiaddr,
+    siaddr: '0.0.0.0',
+    giaddr: req.giaddr,
+    chaddr: req.chaddr,
+    sname: '',
+    file: '',
+    options,
+  };
+}
+
+/**
+ * Encode within the client's maximum size (option 57): when the options do not fit even with
+ * overload, drop options from the end (the unrequested ones come last), never 53/54/51/82.
+ */
+export function encodeReply(p: DhcpPacket, maxSize: number): Buffer {
+  let opts = p.options;
+  for (;;) {
+    try {
+      return encodePacket({ ...p, options: opts }, { maxSize });
+    } catch (e) {
+      if (!(e instanceof DhcpEncodeError)) throw e;
+      const i = findLastDroppable(opts);
+      if (i < 0) throw e;
+      opts = [...opts.slice(0, i), ...opts.slice(i + 1)];
+    }
+  }
+}
+
+function findLastDroppable(opts: readonly DhcpOption[]): number {
+  for (let i = opts.length - 1; i >= 0; i--) if (![53, 54, 51, 82, 1, 3].includes(opts[i]!.code)) return i;
+  return -1;
+}
