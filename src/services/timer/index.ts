@@ -70,7 +70,7 @@ export function installTimerService(bus: Bus): TimerService {
         if (ctx.replyTo) ctx.reply({ name }).catch(() => {});
       } catch (e) {
         const error = { error: e instanceof Error ? e.message : String(e), code: codeOf(e) };
-        bus.post(`${validName(m) ?? '/system/timer'}/error`, { mailbox: ctx.mailbox, ...error });
+        bus.post('/system/timer/error', { mailbox: ctx.mailbox, ...error });
         if (ctx.replyTo) ctx.reply(error).catch(() => {});
       }
       return STOP;
@@ -83,15 +83,6 @@ export function installTimerService(bus: Bus): TimerService {
       for (const t of [...timers.values()]) t.cancel();
     },
   };
-}
-
-/** The `name` of a creation message when it is a usable path (errors go to `<name>/error`). */
-function validName(m: Message): string | undefined {
-  try {
-    return checkPath(m.str('name'));
-  } catch {
-    return undefined;
-  }
 }
 
 function codeOf(e: unknown): string {
