@@ -189,14 +189,24 @@ export class Link {
     if (this.closedWith) throw this.closedWith;
   }
 
-  /** A reply-to that names a mailbox of this process must name this process on the other side. */
+  /**
+   * A reply-to must make sense on the other side: a bare path names this process
+   * (`me:/path`); an address of a third process the peer may not reach is routed through this
+   * one (`me:/system/relay/<daemon>/path`, see docs/wire-protocol.md).
+   */
   private qualify(m: Message): Message {
     const t = m.get('reply-to');
-    if (t?.type === 'str' && t.value.charCodeAt(0) === 47)
-      return m
-        .without('reply-to')
-        .with([{ tag: 'reply-to', type: 'str', value: `${this.o.localName}:${t.value}` }]);
-    return m;
+    if (t?.type !== 'str') return m;
+    const v = t.value;
+    let to: string | undefined;
+    if (v.charCodeAt(0) === 47) to = `${this.o.localName}:${v}`;
+    else {
+      const colon = v.indexOf(':');
+      const daemon = v.slice(0, colon);
+      if (colon > 0 && !daemon.includes('/') && daemon !== this.peerName && daemon !== this.o.localName)
+        to = `${this.o.localName}:${RELAY}/${daemon}${v.slice(colon + 1)}`;
+    }
+    return to === undefined ? m : m.without('reply-to').with([{ tag: 'reply-to', type: 'str', value: to }]);
   }
 
   private write(frame: readonly unknown[]): void {
@@ -304,11 +314,12 @@ export class Link {
     const path = checkPath(field.str(f, 2, 'path'));
     const m = fromWire(f[3], `SEND ${path}`);
     this.allowed('send', path);
+    const to = relayTarget(path);
     if (id === 0) {
-      this.o.bus.post(path, m);
+      this.o.bus.post(to, m);
       return;
     }
-    this.o.bus.send(path, m).then(
+    this.o.bus.send(to, m).then(
       (r) => this.write(resultToFrame(id, r)),
       (e: unknown) => this.error(id, e),
     );
@@ -483,6 +494,17 @@ export class Link {
     if (!this.o.socket.destroyed) this.o.socket.destroy();
     this.o.onClose(this);
   }
+}
+
+/** Mailboxes under this prefix forward to another daemon: `/system/relay/NAME/path` → `NAME:/path`. */
+export const RELAY = '/system/relay';
+
+function relayTarget(path: string): string {
+  if (!path.startsWith(`${RELAY}/`)) return path;
+  const rest = path.slice(RELAY.length + 1);
+  const slash = rest.indexOf('/');
+  if (slash <= 0) throw new MetanetError('EBADPATH', `relay path ${path} must be ${RELAY}/<daemon>/<path>`);
+  return `${rest.slice(0, slash)}:${rest.slice(slash)}`;
 }
 
 const CODES = new Set([

@@ -17,7 +17,7 @@ export interface SocketTransportOptions {
 }
 
 const BACKOFF_MIN = 50;
-const BACKOFF_MAX = 2000;
+const BACKOFF_MAX = 1000;
 
 /**
  * Reaches other daemons on this machine through their Unix sockets: one connection per peer,
