@@ -4,15 +4,7 @@ import { isMetanetError } from '../../src/core/errors.js';
 import { STOP } from '../../src/core/listener.js';
 import { typed } from '../../src/core/message.js';
 import { attachClient } from '../../src/ipc/daemon.js';
-import {
-  cleanup,
-  type FixtureDaemon,
-  ROOT,
-  runTs,
-  startFixture,
-  stopAll,
-  tempDir,
-} from '../support/daemons.js';
+import { cleanup, ROOT, runTs, startFixture, stopAll, tempDir } from '../support/daemons.js';
 import { until, waitForLine } from '../support/wait.js';
 
 let dir: string;
