@@ -1,0 +1,147 @@
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { Lab } from '../test/support/lab.js';
+import { waitForLine } from '../test/support/wait.js';
+
+/**
+ * DHCP servers for bench/dhcp.ts, each started in the lab's router namespace, in the foreground,
+ * with its own config and lease file in the lab's temp dir. All serve the same bench subnet with
+ * the same pool and lease time and persist every lease to disk (Kea memfile persist=true, dnsmasq's
+ * lease file, our journal), so the comparison is like for like.
+ */
+
+export interface BenchNet {
+  /** Interface of the router that faces perfdhcp. */
+  readonly iface: string;
+  /** The server's address on it (perfdhcp sends here, as a relay). */
+  readonly serverIp: string;
+  readonly subnet: string;
+  readonly poolStart: string;
+  readonly poolEnd: string;
+  readonly leaseTime: number;
+}
+
+export interface RunningServer {
+  readonly name: string;
+  readonly child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export type ServerStarter = (lab: Lab, net: BenchNet) => Promise<RunningServer>;
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('close', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Collects a child's output so a failure can say what the server printed. */
+function tail(child: ChildProcess): () => string {
+  let out = '';
+  const add = (d: Buffer): void => {
+    out = (out + d.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => out;
+}
+
+async function ready(name: string, child: ChildProcess, re: RegExp, ms: number): Promise<RunningServer> {
+  const output = tail(child);
+  try {
+    await waitForLine(child, re, ms);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${name} did not start: ${(e as Error).message}\n${output()}`);
+  }
+  // Keep draining output so a chatty server never blocks on a full pipe.
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return { name, child, stop: () => stopChild(child) };
+}
+
+export const startKea: ServerStarter = async (lab, net) => {
+  const dir = lab.dir;
+  const config = {
+    Dhcp4: {
+      'interfaces-config': { interfaces: [net.iface], 'dhcp-socket-type': 'udp' },
+      'lease-database': {
+        type: 'memfile',
+        persist: true,
+        name: join(dir, 'kea-leases4.csv'),
+        'lfc-interval': 0,
+      },
+      'valid-lifetime': net.leaseTime,
+      subnet4: [
+        {
+          id: 1,
+          subnet: net.subnet,
+          pools: [{ pool: `${net.poolStart} - ${net.poolEnd}` }],
+          'option-data': [
+            { name: 'routers', data: net.serverIp },
+            { name: 'domain-name-servers', data: net.serverIp },
+          ],
+        },
+      ],
+      loggers: [{ name: 'kea-dhcp4', output_options: [{ output: 'stdout' }], severity: 'INFO' }],
+    },
+  };
+  const file = lab.file('kea-dhcp4.json', JSON.stringify(config, null, 2));
+  const child = lab.spawn(lab.router, 'kea-dhcp4', ['-c', file], {
+    env: { ...process.env, KEA_PIDFILE_DIR: dir, KEA_LOCKFILE_DIR: dir },
+  });
+  return ready('kea', child, /DHCP4_STARTED/, 10_000);
+};
+
+export const startDnsmasq: ServerStarter = async (lab, net) => {
+  const child = lab.spawn(lab.router, 'dnsmasq', [
+    '-k',
+    '-d',
+    '--no-ping',
+    '--port=0',
+    `--interface=${net.iface}`,
+    '--bind-interfaces',
+    `--dhcp-range=${net.poolStart},${net.poolEnd},${net.leaseTime}`,
+    `--dhcp-option=option:router,${net.serverIp}`,
+    `--dhcp-option=option:dns-server,${net.serverIp}`,
+    `--dhcp-leasefile=${lab.file('dnsmasq.leases', '')}`,
+    `--dhcp-lease-max=${1 << 20}`,
+    '--conf-file=/dev/null',
+    '--quiet-dhcp',
+  ]);
+  return ready('dnsmasq', child, /DHCP, IP range/, 5000);
+};
+
+/**
+ * MetaNet's dhcpd (src/apps/dhcpd/main.ts), as a process of its own in the router namespace.
+ * The config follows src/services/dhcp/config.ts (the server helper's schema).
+ */
+export const startMetanet: ServerStarter = async (lab, net) => {
+  const config = {
+    listen: [{ interface: net.iface, address: net.serverIp }],
+    subnets: [
+      {
+        subnet: net.subnet,
+        pool: { start: net.poolStart, end: net.poolEnd },
+        router: net.serverIp,
+        dns: net.serverIp,
+        leaseTime: net.leaseTime,
+      },
+    ],
+    leaseFile: join(lab.dir, 'metanet-leases.jsonl'),
+  };
+  const file = lab.file('dhcpd.json', JSON.stringify(config, null, 2));
+  const child = lab.nodeScript(lab.router, 'src/apps/dhcpd/main.ts', ['--config', file, '--dir', lab.dir], {
+    env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn' },
+  });
+  return ready('metanet', child, /dhcpd ready/, 15_000);
+};
+
+export const SERVERS: Readonly<Record<string, ServerStarter>> = {
+  metanet: startMetanet,
+  kea: startKea,
+  dnsmasq: startDnsmasq,
+};

@@ -1,0 +1,208 @@
+/**
+ * DHCP exchanges per second: perfdhcp (Kea's, Debian kea-admin) drives full DORA exchanges against
+ * MetaNet's dhcpd and against Kea and dnsmasq as baselines, in the same lab and the same run.
+ *
+ *   npm run bench:dhcp -- [--servers metanet,kea,dnsmasq] [--rates 250,500,1000,2000,4000,8000]
+ *                         [--period 3] [--clients 20000]
+ *
+ * Lab: perfdhcp runs in the client namespace as a relay (it sends from port 67 with giaddr = its
+ * address 10.78.0.2 on c0); each server runs alone in the router namespace on r0 (10.78.0.1/16) and
+ * answers giaddr:67. Pool 10.78.1.1–10.78.250.254, `--clients` distinct MACs (perfdhcp -R), every
+ * lease persisted. Each server gets a 1 s warm-up at 100/s, not counted; then the rate steps up until drops reach 20%; the result is the
+ * highest requested rate served with < 1% drops. Drops = DISCOVERs sent without an ACK back;
+ * exchanges/s = ACKs / test period (perfdhcp's own "Rate" also counts its 0.5 s exit wait).
+ * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
+ */
+import { parseArgs } from 'node:util';
+import { Lab } from '../test/support/lab.js';
+import { type BenchNet, type RunningServer, SERVERS } from './dhcp-servers.js';
+
+export interface PerfResult {
+  requested: number;
+  /** Completed exchanges (ACKs) per second of the test period. */
+  rate: number;
+  /** perfdhcp's own figure: it divides by the whole run, exit wait included, so it reads low. */
+  perfdhcpRate: number;
+  discovers: number;
+  acks: number;
+  dropPct: number;
+  avgDelayMs: number;
+}
+
+/** Read perfdhcp's report; throws when it is not one. */
+export function parsePerfdhcp(requested: number, period: number, out: string): PerfResult {
+  const rate = /Rate: ([\d.]+) 4-way exchanges\/second/.exec(out);
+  const section = (name: string): { sent: number; received: number; delay: number } => {
+    const start = out.indexOf(`***Statistics for: ${name}***`);
+    if (start < 0 || !rate) throw new Error(`perfdhcp printed no ${name} statistics:\n${out.slice(0, 2000)}`);
+    const s = out.slice(start);
+    const n = (re: RegExp): number => Number(re.exec(s)?.[1] ?? Number.NaN);
+    return {
+      sent: n(/sent packets: (\d+)/),
+      received: n(/received packets: (\d+)/),
+      delay: n(/avg delay: ([\d.]+) ms/),
+    };
+  };
+  const doff = section('DISCOVER-OFFER');
+  const rack = section('REQUEST-ACK');
+  const discovers = doff.sent;
+  const acks = rack.received;
+  return {
+    requested,
+    rate: acks / period,
+    perfdhcpRate: Number(rate![1]),
+    discovers,
+    acks,
+    dropPct: discovers > 0 ? (100 * (discovers - acks)) / discovers : 100,
+    avgDelayMs: (doff.delay || 0) + (rack.delay || 0),
+  };
+}
+
+const NET: BenchNet = {
+  iface: 'r0',
+  serverIp: '10.78.0.1',
+  subnet: '10.78.0.0/16',
+  poolStart: '10.78.1.1',
+  poolEnd: '10.78.250.254',
+  leaseTime: 3600,
+};
+const PERF_IP = '10.78.0.2';
+const CLEAN_PCT = 1;
+const GIVE_UP_PCT = 20;
+
+async function perfdhcp(lab: Lab, rate: number, period: number, clients: number): Promise<PerfResult> {
+  const args = [
+    '-4',
+    '-l',
+    'c0',
+    '-r',
+    String(rate),
+    '-R',
+    String(clients),
+    '-p',
+    String(period),
+    '-W',
+    '500000',
+  ];
+  const r = await lab.exec(lab.client, 'perfdhcp', [...args, NET.serverIp], {
+    timeoutMs: (period + 15) * 1000,
+  });
+  // perfdhcp exits 3 when anything was dropped; anything else non-zero is a failure to run.
+  if (r.code !== 0 && r.code !== 3)
+    throw new Error(`perfdhcp ${args.join(' ')} exited ${r.code}:\n${r.stderr}\n${r.stdout}`);
+  return parsePerfdhcp(rate, period, r.stdout);
+}
+
+async function benchServer(
+  lab: Lab,
+  name: string,
+  rates: number[],
+  period: number,
+  clients: number,
+): Promise<PerfResult[]> {
+  const start = SERVERS[name];
+  if (!start) throw new Error(`unknown server ${name}; known: ${Object.keys(SERVERS).join(', ')}`);
+  let server: RunningServer | undefined;
+  const results: PerfResult[] = [];
+  try {
+    server = await start(lab, NET);
+    await perfdhcp(lab, 100, 1, clients); // warm-up (JIT, caches, first lease writes), not counted
+    for (const rate of rates) {
+      const r = await perfdhcp(lab, rate, period, clients);
+      results.push(r);
+      process.stderr.write(
+        `${name.padEnd(8)} ${String(rate).padStart(6)}/s → ${r.rate.toFixed(0).padStart(6)}/s, ${r.dropPct.toFixed(2)}% drops\n`,
+      );
+      if (r.dropPct >= GIVE_UP_PCT) break;
+      await new Promise((res) => setTimeout(res, 500)); // let the server drain between steps
+    }
+  } finally {
+    await server?.stop();
+  }
+  return results;
+}
+
+function table(all: Map<string, PerfResult[]>): string {
+  const kea = all.get('kea') ?? [];
+  const keaAt = (req: number): PerfResult | undefined => kea.find((k) => k.requested === req);
+  const rows: string[][] = [
+    ['server', 'requested/s', 'exchanges/s', 'drops %', 'avg delay ms', 'ratio to Kea'],
+  ];
+  for (const [name, results] of all)
+    for (const r of results) {
+      const k = keaAt(r.requested);
+      rows.push([
+        name,
+        String(r.requested),
+        r.rate.toFixed(0),
+        r.dropPct.toFixed(2),
+        r.avgDelayMs.toFixed(1),
+        k && k.rate > 0 ? (r.rate / k.rate).toFixed(2) : '-',
+      ]);
+    }
+  const best = (rs: PerfResult[]): PerfResult | undefined =>
+    rs.filter((r) => r.dropPct < CLEAN_PCT).sort((a, b) => b.rate - a.rate)[0];
+  const keaBest = best(kea);
+  const summary: string[][] = [
+    ['server', `best rate with < ${CLEAN_PCT}% drops`, 'exchanges/s', 'ratio to Kea'],
+  ];
+  for (const [name, results] of all) {
+    const b = best(results);
+    summary.push([
+      name,
+      b ? String(b.requested) : `none (even ${results[0]?.requested ?? '?'}/s dropped)`,
+      b ? b.rate.toFixed(0) : '-',
+      b && keaBest ? (b.rate / keaBest.rate).toFixed(2) : '-',
+    ]);
+  }
+  return `${format(rows)}\n\n${format(summary)}`;
+}
+
+function format(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string =>
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      servers: { type: 'string', default: 'metanet,kea,dnsmasq' },
+      rates: { type: 'string', default: '250,500,1000,2000,4000,8000' },
+      period: { type: 'string', default: '3' },
+      clients: { type: 'string', default: '20000' },
+    },
+    strict: true,
+  });
+  const servers = values.servers.split(',').filter(Boolean);
+  const rates = values.rates.split(',').map(Number);
+  const period = Number(values.period);
+  const clients = Number(values.clients);
+  if (rates.some((r) => !(r > 0)) || !(period >= 1) || !(clients >= 1))
+    throw new Error('--rates must be positive numbers, --period >= 1 s, --clients >= 1');
+
+  const all = new Map<string, PerfResult[]>();
+  await Lab.with({}, async (lab) => {
+    await lab.exec(lab.router, 'ip', ['addr', 'add', `${NET.serverIp}/16`, 'dev', NET.iface]);
+    await lab.exec(lab.client, 'ip', ['addr', 'add', `${PERF_IP}/16`, 'dev', 'c0']);
+    for (const name of servers) {
+      try {
+        all.set(name, await benchServer(lab, name, rates, period, clients));
+      } catch (e) {
+        process.stderr.write(`${name}: ${(e as Error).message}\n`);
+        all.set(name, []);
+      }
+    }
+  });
+  console.log(
+    `DHCP DORA exchanges/s, perfdhcp -R ${clients} -p ${period} as a relay, pool of ${250 * 256 - 2} addresses, leases persisted`,
+  );
+  console.log(table(all));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`)
+  main().catch((e: unknown) => {
+    process.stderr.write(`bench:dhcp: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
