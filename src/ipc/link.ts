@@ -258,7 +258,7 @@ export class Link {
         // A frame we cannot make sense of: tell the peer what and keep the connection only when
         // the frame was a request (it had an id); a broken stream is closed.
         const id = typeof f[1] === 'number' ? f[1] : 0;
-        if (id > 0 && f[0] !== F.RESULT && f[0] !== F.OK && f[0] !== F.ERROR) this.error(id, e);
+        if (id > 0 && this.peerName !== undefined && REQUESTS.has(f[0] as number)) this.error(id, e);
         else {
           this.fatal(e);
           return;
@@ -495,6 +495,9 @@ export class Link {
     this.o.onClose(this);
   }
 }
+
+/** Frames answered by RESULT/OK/ERROR: a bad one gets an ERROR and the connection stays. */
+const REQUESTS = new Set<number>([F.SEND, F.LISTEN, F.UNLISTEN, F.MONITOR, F.UNMONITOR, F.LS]);
 
 /** Mailboxes under this prefix forward to another daemon: `/system/relay/NAME/path` → `NAME:/path`. */
 export const RELAY = '/system/relay';

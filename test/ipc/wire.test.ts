@@ -1,0 +1,242 @@
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bus } from '../../src/core/bus.js';
+import { isMetanetError } from '../../src/core/errors.js';
+import { Message, msg, type Tuple, typed } from '../../src/core/message.js';
+import { attachClient } from '../../src/ipc/daemon.js';
+import { decodePayload, encodeFrame, F, FrameReader, fromWire, toWire } from '../../src/ipc/wire.js';
+import { cleanup, ROOT, startFixture, stopAll, tempDir } from '../support/daemons.js';
+
+interface Vector {
+  name: string;
+  frame: unknown;
+  hex: string;
+}
+const vectors = JSON.parse(readFileSync(`${ROOT}/docs/wire-vectors.json`, 'utf8')) as Vector[];
+
+/** The JSON form of the vectors: {"$int": "…"} is an int64, {"$bytes": "hex"} a bin. */
+function fromJson(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (v && typeof v === 'object' && '$int' in v) return BigInt((v as { $int: string }).$int);
+  if (v && typeof v === 'object' && '$bytes' in v)
+    return Buffer.from((v as { $bytes: string }).$bytes, 'hex');
+  return v;
+}
+function norm(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(norm);
+  if (typeof v === 'bigint' && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER))
+    return Number(v);
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
+  return v;
+}
+
+describe('wire test vectors (docs/wire-vectors.json)', () => {
+  it.each(vectors.map((v) => [v.name, v] as const))('%s', (_n, v) => {
+    const frame = fromJson(v.frame) as unknown[];
+    expect(encodeFrame(frame).toString('hex')).toBe(v.hex);
+    const bytes = Buffer.from(v.hex, 'hex');
+    expect(bytes.readUInt32BE(0)).toBe(bytes.length - 4);
+    expect(norm(decodePayload(bytes.subarray(4)))).toEqual(norm(frame));
+  });
+  it('covers every frame type', () => {
+    const types = new Set(vectors.map((v) => (v.frame as unknown[])[0]));
+    for (const t of Object.values(F)) expect(types.has(t)).toBe(true);
+  });
+});
+
+const tupleArb: fc.Arbitrary<Tuple> = fc.letrec<{ t: Tuple; m: Message }>((tie) => ({
+  t: fc.oneof(
+    { depthSize: 'small' },
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('str' as const),
+      value: fc.string(),
+    }),
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('int' as const),
+      value: fc
+        .bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })
+        .map((b) => (Number.isSafeInteger(Number(b)) ? Number(b) : b)),
+    }),
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('float' as const),
+      value: fc.double({ noNaN: true }),
+    }),
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('bool' as const),
+      value: fc.boolean(),
+    }),
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('bytes' as const),
+      value: fc.uint8Array({ maxLength: 16 }),
+    }),
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('null' as const),
+      value: fc.constant(null),
+    }),
+    fc.record({
+      tag: fc.string({ minLength: 1, maxLength: 8 }),
+      type: fc.constant('list' as const),
+      value: tie('m') as fc.Arbitrary<Message>,
+    }),
+  ) as fc.Arbitrary<Tuple>,
+  m: fc.array(tie('t') as fc.Arbitrary<Tuple>, { maxLength: 4 }).map((ts) => new Message(ts)),
+})).t;
+
+describe('messages on the wire', () => {
+  it('round-trip every tuple type exactly (property)', () => {
+    fc.assert(
+      fc.property(fc.array(tupleArb, { maxLength: 8 }), (ts) => {
+        const m = new Message(ts);
+        const back = fromWire(decodePayload(encodeFrame([F.SEND, 1, '/x', toWire(m)]).subarray(4))[3]);
+        expect(back.equals(m)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+  it('64-bit integers travel as MessagePack ints, never floats', () => {
+    const b = encodeFrame([F.SEND, 1, '/x', toWire(msg({ n: 2 ** 40 }))]);
+    expect(b.includes(Buffer.from([0xd3]))).toBe(true);
+    expect(b.includes(Buffer.from([0xcb]))).toBe(false);
+  });
+  it('a float stays a float even when integral', () => {
+    const back = fromWire(
+      decodePayload(encodeFrame([1, 1, '/x', toWire(msg({ f: typed.float(3) }))]).subarray(4))[3],
+    );
+    expect(back.get('f')?.type).toBe('float');
+  });
+  it('malformed tuples are EPROTO errors naming the tuple', () => {
+    expect(() => fromWire([['a', 9, 1]])).toThrow(/tuple "a" has unknown type code 9/);
+    expect(() => fromWire([['a', 1, 'x']])).toThrow(/tuple "a" is typed int but holds string/);
+    expect(() => fromWire([['', 0, 'x']])).toThrow(/bad tag/);
+    expect(() => fromWire('nope')).toThrow(/must be an array/);
+    let deep: unknown = [];
+    for (let i = 0; i < 40; i++) deep = [['l', 6, deep]];
+    expect(() => fromWire(deep)).toThrow(/nested deeper/);
+  });
+});
+
+describe('frame reader', () => {
+  it('splits a stream at any chunk boundary', () => {
+    const frames = [
+      encodeFrame([F.OK, 1, 2]),
+      encodeFrame([F.SEND, 0, '/a', toWire(msg({ s: 'x'.repeat(300) }))]),
+    ];
+    const all = Buffer.concat(frames);
+    for (let cut = 1; cut < all.length; cut += 7) {
+      const r = new FrameReader();
+      const got = [...r.push(all.subarray(0, cut)), ...r.push(all.subarray(cut))];
+      expect(got).toHaveLength(2);
+      expect(r.pending).toBe(0);
+    }
+  });
+  it('refuses an oversized frame before buffering it', () => {
+    const r = new FrameReader(1024);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(1025);
+    expect(() => r.push(head)).toThrow(/1025 bytes exceeds the limit of 1024/);
+  });
+  it('fuzz: arbitrary bytes either decode or throw EPROTO, never anything else', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 6 }),
+        fc.boolean(),
+        (chunks, prefixed) => {
+          const r = new FrameReader(4096);
+          try {
+            for (const c of chunks) {
+              let buf = Buffer.from(c);
+              if (prefixed) {
+                const h = Buffer.alloc(4);
+                h.writeUInt32BE(c.length);
+                buf = Buffer.concat([h, buf]);
+              }
+              for (const f of r.push(buf)) if (f[0] === F.SEND) fromWire(f[3]);
+            }
+          } catch (e) {
+            expect(isMetanetError(e, 'EPROTO')).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('a live daemon under bad input', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = tempDir();
+    await startFixture('bad', dir);
+  });
+  afterAll(async () => {
+    await stopAll();
+    cleanup(dir);
+  });
+
+  function raw(): Promise<{ sock: Socket; frames: unknown[][]; closed: Promise<void> }> {
+    return new Promise((resolve) => {
+      const sock = connect(`${dir}/bad.sock`);
+      const frames: unknown[][] = [];
+      const r = new FrameReader();
+      sock.on('data', (d) => frames.push(...(r.push(d) as unknown[][])));
+      const closed = new Promise<void>((c) => sock.on('close', () => c()));
+      sock.on('connect', () => resolve({ sock, frames, closed }));
+    });
+  }
+
+  const cases: [string, Buffer, RegExp][] = [
+    ['garbage', Buffer.from('GET / HTTP/1.1\r\n\r\n'), /exceeds the limit/],
+    [
+      'not MessagePack',
+      Buffer.concat([Buffer.from([0, 0, 0, 2]), Buffer.from([0xc1, 0xc1])]),
+      /not valid MessagePack|must be an array/,
+    ],
+    ['no HELLO first', encodeFrame([F.SEND, 1, '/echo', []]), /expected HELLO first/],
+    ['unsupported version', encodeFrame([F.HELLO, 99, 'x', 1]), /unsupported protocol version 99/],
+    [
+      'unknown frame type',
+      Buffer.concat([encodeFrame([F.HELLO, 1, 'x', 1]), encodeFrame([42, 0])]),
+      /unknown frame type 42/,
+    ],
+  ];
+  it.each(cases)(
+    '%s: an ERROR frame, that connection closed, everyone else served',
+    async (_n, bytes, re) => {
+      const good = new Bus({ name: `good-${Math.random().toString(36).slice(2)}` });
+      attachClient(good, { dir });
+      expect((await good.request('bad:/echo', { n: 1 })).int('n')).toBe(1);
+      const c = await raw();
+      c.sock.write(bytes);
+      await c.closed;
+      const err = c.frames.find((f) => f[0] === F.ERROR);
+      expect(err?.[2]).toBe('EPROTO');
+      expect(String(err?.[3])).toMatch(re);
+      expect((await good.request('bad:/echo', { n: 2 })).int('n')).toBe(2);
+      await good.close(100);
+    },
+  );
+  it('a bad tuple in a request is answered with ERROR and the connection stays open', async () => {
+    const c = await raw();
+    c.sock.write(
+      Buffer.concat([
+        encodeFrame([F.HELLO, 1, 'raw', 1]),
+        encodeFrame([F.SEND, 5, '/echo', [['a', 1, 'x']]]),
+      ]),
+    );
+    const { until } = await import('../support/wait.js');
+    await until(() => c.frames.some((f) => f[0] === F.ERROR), 'an ERROR frame');
+    const err = c.frames.find((f) => f[0] === F.ERROR)!;
+    expect(err.slice(0, 3)).toEqual([F.ERROR, 5, 'EPROTO']);
+    c.sock.write(encodeFrame([F.SEND, 6, '/count', []]));
+    await until(() => c.frames.some((f) => f[0] === F.RESULT && f[1] === 6), 'a RESULT for the next request');
+    c.sock.destroy();
+  });
+});
