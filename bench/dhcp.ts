@@ -2,15 +2,16 @@
  * DHCP exchanges per second: perfdhcp (Kea's, Debian kea-admin) drives full DORA exchanges against
  * MetaNet's dhcpd and against Kea and dnsmasq as baselines, in the same lab and the same run.
  *
- *   npm run bench:dhcp -- [--servers metanet,kea,dnsmasq] [--rates 250,500,1000,2000,4000,8000]
+ *   npm run bench:dhcp -- [--servers metanet,kea,dnsmasq] [--rates 100,250,500,…]
  *                         [--period 3] [--clients 20000]
  *
  * Lab: perfdhcp runs in the client namespace as a relay (it sends from port 67 with giaddr = its
  * address 10.78.0.2 on c0); each server runs alone in the router namespace on r0 (10.78.0.1/16) and
  * answers giaddr:67. Pool 10.78.1.1–10.78.250.254, `--clients` distinct MACs (perfdhcp -R), every
- * lease persisted. Each server gets a 1 s warm-up at 100/s, not counted; then the rate steps up until drops reach 20%; the result is the
- * highest requested rate served with < 1% drops. Drops = DISCOVERs sent without an ACK back;
- * exchanges/s = ACKs / test period (perfdhcp's own "Rate" also counts its 0.5 s exit wait).
+ * lease persisted. Each server gets a 1 s warm-up at 100/s, not counted; then the rate steps up
+ * until drops reach 20%; the result is the highest requested rate served with < 1% drops.
+ * Drops = DISCOVERs sent without an ACK back; exchanges/s = ACKs / test period (perfdhcp's own
+ * "Rate" also counts its 0.5 s exit wait, so it reads low).
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
 import { parseArgs } from 'node:util';
@@ -169,7 +170,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       servers: { type: 'string', default: 'metanet,kea,dnsmasq' },
-      rates: { type: 'string', default: '250,500,1000,2000,4000,8000' },
+      rates: { type: 'string', default: '100,250,500,750,1000,1500,2000,3000,4000,6000,8000' },
       period: { type: 'string', default: '3' },
       clients: { type: 'string', default: '20000' },
     },
