@@ -210,7 +210,7 @@ export class LeaseStore {
   async expire(now = this.now()): Promise<Lease[]> {
     const gone = this.all().filter((l) => l.state === 'bound' && l.expires <= now);
     await Promise.all(
-      gone.map((l) => this.change({ op: 'free', mac: l.mac, ip: l.ip, at: now, reason: 'expired' })),
+      gone.map((l) => this.change({ op: 'free', mac: l.mac, ip: l.ip, at: l.expires, reason: 'expired' })),
     );
     for (const [ip, until] of this.declined) if (until <= now) this.declined.delete(ip);
     return gone;

@@ -87,7 +87,7 @@ export class Pool {
       if (this.refusal(ip, mac, subnet, now)) continue;
       const rec = this.store.get(ip);
       if (rec === undefined) {
-        this.cursor.set(subnet, (i + 1) % size);
+        this.cursor.set(subnet, i); // the next search starts here (skipping it once it is held)
         return ip;
       }
       if (!oldest || rec.expires < oldest.at) oldest = { ip, at: rec.expires };

@@ -1,0 +1,71 @@
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Rig, rig, tmp } from './helpers.js';
+
+describe('address pool', () => {
+  let t: ReturnType<typeof tmp>;
+  let r: Rig;
+  beforeEach(async () => {
+    t = tmp();
+    r = await rig(join(t.dir, 'leases.jsonl'));
+  });
+  afterEach(async () => {
+    await r.close();
+    t.cleanup();
+  });
+  const lan = (): Rig['config']['subnets'][number] => r.config.subnets[0]!;
+
+  it('prefers the requested address when it is free and in a range; else the first free one', () => {
+    expect(r.pool.propose('m1', lan(), '10.77.0.105')).toBe('10.77.0.105');
+    expect(r.pool.propose('m1', lan(), '10.77.0.5')).toBe('10.77.0.100'); // outside the ranges
+    expect(r.pool.propose('m1', lan(), '10.77.0.50')).toBe('10.77.0.100'); // a static host's
+  });
+
+  it('prefers the client’s held offer, then its previous address', async () => {
+    r.pool.hold('10.77.0.103', 'm1', 30);
+    expect(r.pool.propose('m1', lan(), '10.77.0.105')).toBe('10.77.0.103');
+    expect(r.pool.propose('m2', lan())).not.toBe('10.77.0.103');
+    r.pool.dropOffer('m1');
+    await r.store.commit({ mac: 'm1', ip: '10.77.0.107', expires: r.clock.t + 1000 });
+    expect(r.pool.propose('m1', lan())).toBe('10.77.0.107');
+    r.clock.t += 5000;
+    await r.store.expire();
+    expect(r.pool.propose('m1', lan())).toBe('10.77.0.107'); // expired but nobody else has it
+  });
+
+  it('skips leased, offered, declined, static, server and router addresses', async () => {
+    await r.store.commit({ mac: 'm1', ip: '10.77.0.100', expires: r.clock.t + 60000 });
+    r.pool.hold('10.77.0.101', 'm2', 30);
+    await r.store.decline('10.77.0.102', r.clock.t + 60000);
+    expect(r.pool.propose('m3', lan())).toBe('10.77.0.103');
+    const s = lan();
+    expect(r.pool.refusal('10.77.0.1', 'm3', s)).toMatch(/server's or the router's/);
+    expect(r.pool.refusal('10.77.0.255', 'm3', s)).toMatch(/broadcast/);
+    expect(r.pool.refusal('10.88.0.10', 'm3', s)).toMatch(/outside/);
+    expect(r.pool.refusal('10.77.0.100', 'm3', s)).toMatch(/leased to m1/);
+    expect(r.pool.refusal('10.77.0.101', 'm3', s)).toMatch(/offered to m2/);
+    expect(r.pool.refusal('10.77.0.102', 'm3', s)).toMatch(/declined/);
+    expect(r.pool.refusal('10.77.0.100', 'm1', s)).toBeUndefined();
+    r.clock.t += 31_000;
+    r.pool.sweep();
+    expect(r.pool.refusal('10.77.0.101', 'm3', s)).toBeUndefined();
+  });
+
+  it('when every address has been used, reuses the one free the longest', async () => {
+    for (let i = 0; i < 10; i++)
+      await r.store.commit({
+        mac: `m${i}`,
+        ip: `10.77.0.${100 + i}`,
+        expires: r.clock.t + 1000 + (9 - i) * 1000,
+      });
+    expect(r.pool.propose('new', lan())).toBeUndefined();
+    r.clock.t += 20_000;
+    await r.store.expire();
+    expect(r.pool.propose('new', lan())).toBe('10.77.0.109');
+  });
+
+  it('a static host gets its address only in its own subnet', () => {
+    expect(r.pool.propose('02:00:00:00:00:aa', lan())).toBe('10.77.0.50');
+    expect(r.pool.propose('02:00:00:00:00:aa', r.config.subnets[1]!)).toBe('10.88.0.10');
+  });
+});
