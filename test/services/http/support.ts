@@ -79,8 +79,11 @@ export function send(
   });
 }
 
-/** Write raw bytes on a TCP connection; resolve with everything read until the server closes (or `ms`). */
-export function raw(port: number, data: string | Buffer, ms = 2000): Promise<string> {
+/**
+ * Write raw bytes on a TCP connection (then half-close it when `end`); resolve with everything
+ * read until the server closes (or `ms`).
+ */
+export function raw(port: number, data: string | Buffer, ms = 2000, end = false): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -98,7 +101,8 @@ export function raw(port: number, data: string | Buffer, ms = 2000): Promise<str
       clearTimeout(t);
       resolve(Buffer.concat(chunks).toString('latin1'));
     });
-    s.write(data);
+    if (end) s.end(data);
+    else s.write(data);
   });
 }
 
