@@ -105,6 +105,8 @@ export class Lab {
     this.router = `${this.prefix}-router`;
     this.inet = `${this.prefix}-inet`;
     this.dir = mkdtempSync(join(tmpdir(), `${this.prefix}-`));
+    // Scripts written here (lab.file + nodeScript) are ES modules, like the rest of the project.
+    writeFileSync(join(this.dir, 'package.json'), '{ "type": "module" }\n');
   }
 
   /** The first client's namespace. */
@@ -148,52 +150,45 @@ export class Lab {
     }
   }
 
+  /** Three `ip -batch` steps: namespaces and veth pairs; then each namespace's own setup, in parallel. */
   private async build(n: number, addr: boolean): Promise<void> {
-    for (const ns of this.namespaces) {
-      await ip('netns', 'add', ns);
-      await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    }
     const r = this.router;
-    if (n === 1) {
-      await ip('link', 'add', 'c0', 'netns', this.client, 'type', 'veth', 'peer', 'name', 'r0', 'netns', r);
-    } else {
-      await ip('-n', r, 'link', 'add', 'r0', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
+    const root = this.namespaces.map((ns) => `netns add ${ns}`);
+    const router = ['link set lo up'];
+    if (n === 1) root.push(`link add c0 netns ${this.client} type veth peer name r0 netns ${r}`);
+    else {
+      router.push('link add r0 type bridge forward_delay 0 stp_state 0');
       for (let i = 0; i < n; i++) {
-        const port = `r0p${i}`;
-        await ip(
-          'link',
-          'add',
-          'c0',
-          'netns',
-          this.clients[i]!,
-          'type',
-          'veth',
-          'peer',
-          'name',
-          port,
-          'netns',
-          r,
-        );
-        await ip('-n', r, 'link', 'set', port, 'master', 'r0');
-        await ip('-n', r, 'link', 'set', port, 'up');
+        root.push(`link add c0 netns ${this.clients[i]} type veth peer name r0p${i} netns ${r}`);
+        router.push(`link set r0p${i} master r0`, `link set r0p${i} up`);
       }
     }
-    await ip('link', 'add', 'r1', 'netns', r, 'type', 'veth', 'peer', 'name', 'i0', 'netns', this.inet);
-    await ip('-n', r, 'addr', 'add', `${this.routerLanIp}/24`, 'dev', 'r0');
-    await ip('-n', r, 'addr', 'add', `${this.routerWanIp}/24`, 'dev', 'r1');
-    await ip('-n', r, 'link', 'set', 'r0', 'up');
-    await ip('-n', r, 'link', 'set', 'r1', 'up');
-    await ip('-n', this.inet, 'addr', 'add', `${this.inetIp}/24`, 'dev', 'i0');
-    await ip('-n', this.inet, 'link', 'set', 'i0', 'up');
-    await ip('-n', this.inet, 'route', 'add', this.lanPrefix, 'via', this.routerWanIp);
-    for (let i = 0; i < n; i++) {
-      const c = this.clients[i]!;
-      await ip('-n', c, 'link', 'set', 'c0', 'up');
-      if (addr) {
-        await ip('-n', c, 'addr', 'add', `${this.clientIp(i)}/24`, 'dev', 'c0');
-        await ip('-n', c, 'route', 'add', 'default', 'via', this.routerLanIp);
-      }
-    }
+    root.push(`link add r1 netns ${r} type veth peer name i0 netns ${this.inet}`);
+    router.push(
+      `addr add ${this.routerLanIp}/24 dev r0`,
+      `addr add ${this.routerWanIp}/24 dev r1`,
+      'link set r0 up',
+      'link set r1 up',
+    );
+    const inet = [
+      'link set lo up',
+      `addr add ${this.inetIp}/24 dev i0`,
+      'link set i0 up',
+      `route add ${this.lanPrefix} via ${this.routerWanIp}`,
+    ];
+    const client = (i: number): string[] => [
+      'link set lo up',
+      'link set c0 up',
+      ...(addr
+        ? [`addr add ${this.clientIp(i)}/24 dev c0`, `route add default via ${this.routerLanIp}`]
+        : []),
+    ];
+    await ipBatch(undefined, root);
+    await Promise.all([
+      ipBatch(r, router),
+      ipBatch(this.inet, inet),
+      ...this.clients.map((c, i) => ipBatch(c, client(i))),
+    ]);
     const fwd = await this.exec(r, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     if (fwd.code !== 0) throw new Error(`Lab: cannot enable forwarding in ${r}: ${fwd.stderr}`);
   }
@@ -462,6 +457,20 @@ export class Lab {
 }
 
 // ------------------------------------------------------------ helpers
+
+/** Run `ip [-n NS] -batch -` with the given command lines; fails naming the line that failed. */
+function ipBatch(ns: string | undefined, lines: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const args = [...(ns ? ['-n', ns] : []), '-batch', '-'];
+    const child = execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
+      if (!err) return resolve();
+      const line = /Command failed -:(\d+)/.exec(stderr)?.[1];
+      const what = line ? `: ${lines[Number(line) - 1]}` : '';
+      reject(new Error(`Lab: ip ${args.join(' ')}${what}: ${stderr.trim() || err.message}`));
+    });
+    child.stdin?.end(`${lines.join('\n')}\n`);
+  });
+}
 
 function ip(...args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import { waitForLine } from '../../support/wait.js';
 
 const canRun = have(['ip', 'udhcpc', 'dhclient'], { root: true });
 
-/** Prints the first UDP datagram that reaches 0.0.0.0:67, as hex, then exits. */
+/** Prints the first UDP datagram that reaches 0.0.0.0:67, as hex, then exits (plain JS: starts fast). */
 const CAPTURE = `import dgram from 'node:dgram';
 const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
 s.on('message', (m) => { console.log('PKT ' + m.toString('hex')); s.close(); });
@@ -22,7 +22,7 @@ describe.skipIf(!canRun)('decoding DISCOVERs captured live from real clients', (
   afterAll(() => lab?.close());
 
   async function capture(run: () => Promise<unknown>): Promise<Buffer> {
-    const child = lab.nodeScript(lab.router, lab.file(`capture-${Date.now()}.ts`, CAPTURE));
+    const child = lab.spawn(lab.router, process.execPath, [lab.file(`capture-${Date.now()}.mjs`, CAPTURE)]);
     await waitForLine(child, /^READY/, 10_000);
     const line = waitForLine(child, /^PKT /, 10_000);
     run().catch(() => {}); // no server answers: the client gives up, we only want its DISCOVER
