@@ -131,6 +131,7 @@ export class DhcpCore {
   attachPool(): void {
     const pool = this.pool;
     const subnets = this.config.subnets;
+    const offerTime = this.config.offerTime;
     this.poolHandle = this.bus.listen(
       DHCPD_BASE + LOOKUP.suffix,
       function poolLookup(m, ctx) {
@@ -138,6 +139,8 @@ export class DhcpCore {
         const mac = m.str('mac', '');
         const ip = subnet ? pool.propose(mac, subnet, m.str('requested', '') || undefined) : undefined;
         const st = pool.staticHost(mac);
+        // Hold a pool offer at once: concurrent DISCOVERs (lookups are async) must not get the same address.
+        if (ip && m.str('type', '') === 'discover') pool.hold(ip, mac, offerTime);
         if (ctx.replyTo !== undefined)
           void ctx
             .reply(
@@ -310,13 +313,19 @@ export class DhcpCore {
           source: answer.str('source', 'lookup'),
         };
       }
-      this.counters.lookupsRejected++;
-      this.log.log('warn', 'dhcp: lookup answered an address the client cannot have; the pool decides', {
-        mac,
-        ip,
-        why,
-        source: answer.str('source', ''),
-      });
+      const fromPool = answer.str('source', '') === 'pool';
+      if (!fromPool) this.counters.lookupsRejected++;
+      // The pool's own answer can only be refused when another client took the address meanwhile.
+      this.log.log(
+        fromPool ? 'debug' : 'warn',
+        'dhcp: lookup answered an address the client cannot have; the pool decides',
+        {
+          mac,
+          ip,
+          why,
+          source: answer.str('source', ''),
+        },
+      );
     } else if (answer) {
       return undefined; // the pool (or a listener) said: no address
     }
