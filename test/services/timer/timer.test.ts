@@ -26,13 +26,14 @@ describe('timer service', () => {
   it('fires a one-shot timer once, with the given tuples, and then forgets it', async () => {
     const fires = collect('/t/once/fire');
     const t0 = Date.now();
+    const fired = bus.wait('/t/once/fire', { timeout: 2000 });
     const r = await bus.request('/system/timer/new', {
       name: '/t/once',
       ms: 30,
       tuples: { who: 'me', n: 7 },
     });
     expect(r.str('name')).toBe('/t/once');
-    const fire = await bus.wait('/t/once/fire', { timeout: 2000 });
+    const fire = await fired;
     expect(Date.now() - t0).toBeGreaterThanOrEqual(25);
     expect(fire.int('count')).toBe(1);
     expect(fire.str('who')).toBe('me');
@@ -47,8 +48,9 @@ describe('timer service', () => {
 
   it('fires a periodic timer with increasing counts until cancelled', async () => {
     const fires = collect('/t/tick/fire');
+    const third = bus.wait('/t/tick/fire', { match: { count: 3 }, timeout: 2000 });
     await bus.request('/system/timer/new', { name: '/t/tick', ms: 10, periodic: true });
-    await bus.wait('/t/tick/fire', { match: { count: 3 }, timeout: 2000 });
+    await third;
     const r = await bus.request('/t/tick/cancel', {});
     const n = r.int('count');
     expect(n).toBeGreaterThanOrEqual(3);
@@ -91,8 +93,9 @@ describe('timer service', () => {
     const dup = await bus.request('/system/timer/new', { name: '/t/dup', ms: 5 });
     expect(dup.str('code')).toBe('EEXIST');
     // still serving
+    const ok = bus.wait('/t/ok/fire', { timeout: 2000 });
     await bus.request('/system/timer/new', { name: '/t/ok', ms: 1 });
-    expect((await bus.wait('/t/ok/fire', { timeout: 1000 })).int('count')).toBe(1);
+    expect((await ok).int('count')).toBe(1);
   });
 
   it('close() cancels every timer and detaches its mailboxes', async () => {
