@@ -66,12 +66,16 @@ describe('DHCP codec properties', () => {
         try {
           buf = encodePacket(p, { maxSize: max });
         } catch (e) {
-          // Only a packet whose options exceed every byte of room may be refused.
+          // Only options that cannot fit may be refused. Tight packing loses at most 2 bytes at
+          // the end of each of the 3 areas and adds at most one 2-byte header per area boundary.
           expect(e).toBeInstanceOf(DhcpEncodeError);
           expect((e as DhcpEncodeError).field).toBe('options');
-          const need = p.options.reduce((n, o) => n + o.data.length + 2, 0);
+          const need = p.options.reduce(
+            (n, o) => n + o.data.length + 2 * Math.max(1, Math.ceil(o.data.length / 255)),
+            0,
+          );
           const room = (max ?? 576) - 28 - 244 + (p.file === '' ? 127 : 0) + (p.sname === '' ? 63 : 0);
-          expect(need).toBeGreaterThan(room - 2 * p.options.length - 2 * 3);
+          expect(need).toBeGreaterThan(room - 10);
           tooBig++;
           return;
         }
@@ -86,6 +90,36 @@ describe('DHCP codec properties', () => {
     expect(overloaded).toBeGreaterThan(20);
     expect(long).toBeGreaterThan(20);
     expect(tooBig).toBeLessThan(2000);
+  });
+
+  it('packs options tightly near the 548-byte limit: every layout that fits round-trips', () => {
+    const near = fc.uniqueArray(
+      fc.record({
+        code: fc.integer({ min: 1, max: 254 }).filter((c) => c !== 52),
+        data: fc.uint8Array({ maxLength: 140 }).map((d) => Buffer.from(d)),
+      }),
+      { selector: (o) => o.code, minLength: 2, maxLength: 9 },
+    );
+    let fitted = 0;
+    fc.assert(
+      fc.property(arbPacket, near, (p0, opts) => {
+        const p = { ...p0, sname: '', file: '', options: opts };
+        const need = opts.reduce((n, o) => n + o.data.length + 2, 0);
+        let buf: Buffer;
+        try {
+          buf = encodePacket(p);
+        } catch (e) {
+          expect(e).toBeInstanceOf(DhcpEncodeError);
+          expect(need).toBeGreaterThan(548 - 244 + 127 + 63 - 10);
+          return;
+        }
+        fitted++;
+        expect(buf.length).toBeLessThanOrEqual(548);
+        expect(decodePacket(buf)).toEqual(p);
+      }),
+      { numRuns: 1500 },
+    );
+    expect(fitted).toBeGreaterThan(300);
   });
 
   it('arbitrary bytes decode to a packet or throw DhcpDecodeError, never anything else', () => {
