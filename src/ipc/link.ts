@@ -73,6 +73,9 @@ export class Link {
   peerName: string | undefined;
   peerPid = 0;
   readonly ready: Promise<void>;
+  /** Resolves with the reason when the connection is gone. */
+  readonly gone: Promise<Error>;
+  private goneResolve!: (e: Error) => void;
   private readyResolve!: () => void;
   private readyReject!: (e: Error) => void;
   private readonly reader: FrameReader;
@@ -96,6 +99,7 @@ export class Link {
       this.readyReject = rej;
     });
     this.ready.catch(() => {});
+    this.gone = new Promise((r) => (this.goneResolve = r));
     o.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     o.socket.on('error', (e) => this.shutdown(e));
     o.socket.on('close', () =>
@@ -481,6 +485,7 @@ export class Link {
     if (this.closedWith) return;
     this.closedWith = isMetanetError(e) ? e : new MetanetError('EUNREACHABLE', `${this.who}: ${e.message}`);
     this.readyReject(this.closedWith);
+    this.goneResolve(this.closedWith);
     for (const p of this.pending.values()) p.reject(this.closedWith);
     this.pending.clear();
     // Listeners of the peer: gone with it. A dispatch waiting on one goes on as its timeout policy says.
