@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { readdirSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { Bus } from '../core/bus.js';
 import { isMetanetError, MetanetError } from '../core/errors.js';
 import { CONTINUE, STOP } from '../core/listener.js';

@@ -23,9 +23,7 @@ export function resultText(r: SendResult): string {
   if (!r.delivered) return `${r.mailbox}: not delivered (no listener)`;
   const parts = [`${r.mailbox}: delivered to ${r.listeners} listener${r.listeners === 1 ? '' : 's'}`];
   if (r.stopped)
-    parts.push(
-      `stopped${r.stoppedBy && r.stoppedBy.identity.tuples.length ? ` by {${r.stoppedBy.identity}}` : ''}`,
-    );
+    parts.push(`stopped${r.stoppedBy?.identity.tuples.length ? ` by {${r.stoppedBy.identity}}` : ''}`);
   for (const e of r.errors) parts.push(`error: ${e.error}`);
   if (r.timedOut.length) parts.push(`${r.timedOut.length} timed out`);
   return parts.join(', ');
