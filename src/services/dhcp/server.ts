@@ -167,8 +167,19 @@ export async function startDhcpServer(
     throw e;
   }
 
-  const expiry = bus.every(config.expiryInterval * 1000, () => core.expire());
-  const compaction = bus.every(config.compactInterval * 1000, () => store.compact());
+  const failed =
+    (what: string) =>
+    (e: unknown): void =>
+      log.log('error', `dhcp: ${what} failed`, { error: e });
+  const expiry = bus.every(config.expiryInterval * 1000, async () => {
+    await core.expire().catch(failed('expiry sweep'));
+    // Compact early when the journal has grown far past the state it describes.
+    if (store.journalLines > Math.max(10_000, 4 * store.all().length))
+      await store.compact().catch(failed('compaction'));
+  });
+  const compaction = bus.every(config.compactInterval * 1000, () =>
+    store.compact().catch(failed('compaction')),
+  );
   log.log('info', 'dhcpd serving', {
     listen: config.listen.map((l) => `${l.interface ?? '?'}=${l.address}`).join(' '),
     port,

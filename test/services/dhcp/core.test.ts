@@ -267,8 +267,14 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
     expect(got.size).toBe(10);
     expect(await r.core.handle(inb(clientPacket(MessageType.DISCOVER, MAC)))).toBeUndefined();
     // after expiry the oldest free address is reused
+    const released: Message[] = [];
+    r.bus.append('/dhcpd/lease/released', (m) => {
+      released.push(m);
+    });
     r.clock.t += 700_000;
     await r.core.expire();
+    await r.bus.settled();
+    expect(released.map((m) => m.str('reason'))).toEqual(Array(10).fill('expired'));
     expect(got.has(await lease(MAC))).toBe(true);
   });
 
