@@ -20,7 +20,8 @@ export function ldapErrorTuples(e: unknown, what: string): { error: string; code
   const text = e instanceof Error ? e.message : String(e);
   if (e instanceof ResultCodeError) {
     const name = e.name.replace(/Error$/, '');
-    return { error: `${what}: ${name} (${e.code}): ${text}`, code: `E${name.toUpperCase()}`, result: e.code };
+    const detail = /^\s*Code: 0x[0-9a-f]+\s*$/i.test(text) ? '' : `: ${text.trim()}`; // ldapts' bare "Code: 0x20"
+    return { error: `${what}: ${name} (${e.code})${detail}`, code: `E${name.toUpperCase()}`, result: e.code };
   }
   const code = (e as { code?: unknown } | null)?.code;
   return { error: `${what}: ${text}`, code: typeof code === 'string' ? code : 'EFAIL' };

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import net from 'node:net';
+import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Bus, type Message, silentLogger } from '../../../src/core/index.js';
 import { installLdapService, type LdapService } from '../../../src/services/ldap/index.js';
@@ -151,6 +152,37 @@ describe.skipIf(!have(['slapd', 'slapadd']))('ldap service against slapd', () =>
       expect(r.str('error')).toMatch(re);
       expect(r.str('code')).toMatch(/^E/);
     }
+  });
+
+  it('answers random filters and bases with {count} or {error, code}; slapd keeps serving', async () => {
+    const ldap = await admin('/l/fuzz');
+    const filter = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.constantFrom(
+        '(',
+        ')',
+        '(cn=',
+        '(&)',
+        '(|(cn=a)',
+        '(cn=*)',
+        '(!(cn=x))',
+        '(cn=\\zz)',
+        '(macAddress~=0)',
+      ),
+      fc
+        .tuple(fc.constantFrom('cn', 'macAddress', 'x-y', ''), fc.string({ maxLength: 10 }))
+        .map(([a, v]) => `(${a}=${v})`),
+    );
+    const base = fc.oneof(fc.constant(hosts()), fc.string({ maxLength: 20 }));
+    await fc.assert(
+      fc.asyncProperty(filter, base, async (f, b) => {
+        const r = await bus.request(`${ldap}/search`, { base: b, filter: f });
+        if (r.has('error')) expect(r.str('code')).toMatch(/^E[A-Z]+$/);
+        else expect(r.int('count')).toBe(r.all('entry').length);
+      }),
+      { numRuns: 150 },
+    );
+    expect((await bus.request(`${ldap}/search`, { base: hosts(), filter: '(cn=pc1)' })).int('count')).toBe(1);
   });
 
   it('reports a wrong password on <name>/error and on every search', async () => {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Bus, type Message, silentLogger } from '../../../src/core/index.js';
 import { installSocketService, type SocketService } from '../../../src/services/socket/index.js';
@@ -384,5 +385,44 @@ describe('errors and teardown', () => {
     await service.close();
     await until(() => handles() === before, `socket handles back to ${before}`, 3000);
     expect(bus.mailboxes().filter((b) => b.listeners.length > 0)).toEqual([]);
+  });
+});
+
+describe('random input', () => {
+  it('answers every message with a result or {error, code}, touching no network', async () => {
+    const value = fc.oneof(
+      fc.integer({ min: -70000, max: 70000 }),
+      fc.string({ maxLength: 12 }),
+      fc.boolean(),
+      fc.constant(null),
+      fc.uint8Array({ maxLength: 8 }),
+    );
+    const init = (tags: string[]) =>
+      fc.record(Object.fromEntries(tags.map((t) => [t, value])), { requiredKeys: [] });
+    let n = 0;
+    const before = handles();
+    await fc.assert(
+      fc.asyncProperty(
+        init(['protocol']),
+        init(['host', 'port', 'path']),
+        init(['data', 'host', 'port']),
+        async (create, bind, write) => {
+          const name = `/fz/${++n}`;
+          const r = await bus.request('/system/socket/new', { protocol: 'tcp', ...create, name } as never);
+          expect(r.has('name') !== r.has('error')).toBe(true);
+          if (!r.has('name')) return;
+          // tcp bind only records the address and write needs a connection: nothing leaves the process
+          if (create.protocol === undefined) {
+            const b = await bus.request(`${name}/bind`, bind as never);
+            expect(b.has('error') || b.has('port')).toBe(true);
+            const w = await bus.request(`${name}/write`, write as never);
+            expect(w.str('error')).toContain(name); // names the socket and what was wrong
+          }
+          await bus.send(`${name}/close`, {});
+        },
+      ),
+      { numRuns: 150 },
+    );
+    expect(handles()).toBe(before);
   });
 });

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Bus, type Message, silentLogger } from '../../../src/core/index.js';
 import { installTimerService, type TimerService } from '../../../src/services/timer/index.js';
@@ -106,5 +107,41 @@ describe('timer service', () => {
       code: 'ENOLISTENER',
     });
     expect(bus.mailboxes().filter((b) => b.listeners.length > 0)).toEqual([]);
+  });
+});
+
+describe('timer service under random input', () => {
+  it('answers every creation message with {name} or {error, code}, and keeps serving', async () => {
+    const value = fc.oneof(
+      fc.integer({ min: -10, max: 3000 }),
+      fc.double().filter((d) => !Number.isInteger(d) || Number.isSafeInteger(d)),
+      fc.string(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.uint8Array({ maxLength: 4 }),
+    );
+    const init = fc.record(
+      {
+        name: fc.oneof(fc.constantFrom('/f/a', '/f/b', 'f', '/f//x', '/f/a/'), value),
+        ms: value,
+        periodic: value,
+        tuples: fc.oneof(
+          value,
+          fc.dictionary(fc.string({ minLength: 1, maxLength: 5 }), fc.integer()).map((d) => ({ ...d })),
+        ),
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(init, async (m) => {
+        const r = await bus.request('/system/timer/new', m as never);
+        expect(r.has('name') !== r.has('error')).toBe(true);
+        if (r.has('name')) await bus.request(`${r.str('name')}/cancel`, {}).catch(() => {});
+      }),
+      { numRuns: 200 },
+    );
+    const ok = bus.wait('/f/ok/fire', { timeout: 2000 });
+    await bus.request('/system/timer/new', { name: '/f/ok', ms: 1 });
+    expect((await ok).int('count')).toBe(1);
   });
 });
