@@ -12,13 +12,13 @@ import { startDhcpServer } from '../../services/dhcp/server.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { config: { type: 'string', short: 'c' }, dir: { type: 'string' }, port: { type: 'string' } },
+    options: { config: { type: 'string', short: 'c' }, dir: { type: 'string' } },
     strict: true,
   });
   if (!values.config) throw new Error('usage: dhcpd --config FILE [--dir SOCKDIR]');
   const config = loadConfig(values.config, checkConfigOption);
   const bus = new Bus({ name: 'dhcpd' });
-  const server = await startDhcpServer(bus, config, values.port ? { port: Number(values.port) } : {});
+  const server = await startDhcpServer(bus, config);
   // Other processes reach dhcpd:/dhcpd/lookup (and every other mailbox) through the daemon socket.
   const daemon = await serveDaemon(bus, { dir: values.dir, signals: false });
   process.stdout.write('dhcpd ready\n');

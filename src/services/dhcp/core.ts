@@ -248,7 +248,8 @@ export class DhcpCore {
     const direct = this.config.subnets.filter((s) => s.localAddress !== undefined);
     const pick = (ip: string | undefined): SubnetConfig | undefined =>
       ip === undefined || ip === ZERO ? undefined : direct.find((s) => subnetOf(this.config, ip) === s);
-    if (p.ciaddr !== ZERO) return subnetOf(this.config, p.ciaddr);
+    // A ciaddr on no served subnet: the client moved here; the direct subnet answers (a NAK).
+    if (p.ciaddr !== ZERO) return subnetOf(this.config, p.ciaddr) ?? direct[0];
     return pick(this.ip(p, 50)) ?? pick(this.store.ofMac(mac)?.ip) ?? direct[0];
   }
 
@@ -482,6 +483,8 @@ export class DhcpCore {
 
   private inform(p: DhcpPacket, mac: string, subnet: SubnetConfig): Outbound | undefined {
     if (p.ciaddr === ZERO) return this.drop('INFORM without ciaddr', { mac });
+    if (subnetOf(this.config, p.ciaddr) !== subnet)
+      return this.drop('INFORM from a subnet we do not serve', { mac });
     this.counters.informs++;
     return this.reply(p, subnet, {
       type: MessageType.ACK,

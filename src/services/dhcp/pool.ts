@@ -63,7 +63,10 @@ export class Pool {
   propose(mac: string, subnet: SubnetConfig, requested?: string): string | undefined {
     const now = this.now();
     const st = this.staticByMac.get(mac);
-    if (st && isIPv4(st.ip) && inCidr(subnet.cidr, ipToInt(st.ip))) return st.ip;
+    // A static host gets its address only; while another client still holds it (the config
+    // changed under a lease), none — that client is NAKed at its next renewal.
+    if (st && inCidr(subnet.cidr, ipToInt(st.ip)))
+      return this.refusal(st.ip, mac, subnet, now) ? undefined : st.ip;
     const offered = [...this.offers].find(([, o]) => o.mac === mac && o.until > now)?.[0];
     if (offered && this.inSubnet(offered, subnet) && !this.refusal(offered, mac, subnet, now)) return offered;
     const prev = this.store.ofMac(mac);

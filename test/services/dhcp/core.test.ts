@@ -94,6 +94,11 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
 
   it('INIT-REBOOT: wrong network → NAK (broadcast); another client’s address → NAK; own → ACK', async () => {
     const ip = await lease(MAC);
+    const moved = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC, { ciaddr: '192.168.1.5' })));
+    expect(typeOf(moved!.packet)).toBe(MessageType.NAK); // REBINDING from a network we do not serve
+    expect(
+      await r.core.handle(inb(clientPacket(MessageType.INFORM, MAC, { ciaddr: '192.168.1.5' }))),
+    ).toBeUndefined();
     const wrong = await r.core.handle(
       inb(clientPacket(MessageType.REQUEST, MAC, { requested: '192.168.1.5' })),
     );
@@ -181,6 +186,11 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
     expect(opt(out!.packet, 42)).toEqual(['10.77.0.1']);
     // nobody else can have it
     expect(r.pool.refusal('10.77.0.50', MAC, r.config.subnets[0]!)).toMatch(/static host/);
+    // a client that held it before the host was made static is NAKed at renewal
+    await r.store.commit({ mac: MAC, ip: '10.77.0.50', expires: r.clock.t - 1 });
+    await r.store.free(MAC, '10.77.0.50', 'expired');
+    const renew = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC, { ciaddr: '10.77.0.50' })));
+    expect(typeOf(renew!.packet)).toBe(MessageType.NAK);
   });
 
   it('relayed: subnet chosen by giaddr, reply to giaddr:67, option 82 echoed last, NAK gets broadcast bit', async () => {
