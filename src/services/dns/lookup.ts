@@ -52,7 +52,7 @@ export class Lookups {
         throw a.status === 'rejected' ? a.reason : (b as PromiseRejectedResult).reason;
       });
     } catch (e) {
-      if (this.servers || (e as DnsError).code === 'ETIMEDOUT') throw e;
+      if (this.servers || FINAL.has((e as DnsError).code)) throw e;
       return this.system(name, family, timeout);
     }
   }
@@ -63,7 +63,7 @@ export class Lookups {
     try {
       return await this.withResolver(`reverse ${address}`, timeout, (r) => r.resolvePtr(arpaName(address)));
     } catch (e) {
-      if (this.servers || (e as DnsError).code === 'ETIMEDOUT') throw e;
+      if (this.servers || FINAL.has((e as DnsError).code)) throw e;
       return this.systemReverse(address, timeout);
     }
   }
@@ -109,6 +109,9 @@ export class Lookups {
     this.live.clear();
   }
 }
+
+/** Failures the system lookup must not be tried after (time is up, or the service closed). */
+const FINAL = new Set(['ETIMEDOUT', 'ECANCELLED']);
 
 function isLocalhost(name: string): boolean {
   const n = name.toLowerCase().replace(/\.$/, '');

@@ -64,6 +64,7 @@ export class StreamSocket {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
+      server.once('close', () => reject(new SocketError('ECANCELED', `${this.name}: closed while binding`)));
       server.listen({ ...at, backlog: m.int('backlog', 511) }, () => {
         server.off('error', reject);
         resolve();
@@ -100,6 +101,7 @@ export class StreamSocket {
     this.sock = s;
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
+      s.once('close', () => reject(new SocketError('ECANCELED', `${this.name}: closed while connecting`)));
       s.once('connect', () => {
         s.off('error', reject);
         resolve();
@@ -130,6 +132,7 @@ export class StreamSocket {
   private write(m: Message, ctx: Context): void {
     const s = this.sock;
     if (!s || s.connecting) throw new SocketError('ENOTCONN', `${this.name}: not connected`);
+    if (this.closing) throw new SocketError('EPIPE', `${this.name}: closing: no more writes`);
     if (m.has('host') || m.has('port'))
       throw new SocketError('EISCONN', `${this.name}/write: host/port are for udp sockets only`);
     const d = m.get('data');
