@@ -176,6 +176,7 @@ export function optionToValue(code: number, data: Buffer): OptionValue {
       len(data.length >= 1, 'at least 1 byte');
       let end = data.length;
       while (end > 0 && data[end - 1] === 0) end--; // some clients NUL-terminate
+      if (end === 0) throw new DhcpOptionError(code, 'expected a string, got only NUL bytes');
       return data.toString('utf8', 0, end);
     }
     case 'param-list':

@@ -71,6 +71,9 @@ describe('option values', () => {
 
   it('strips trailing NULs from strings (some clients terminate them)', () => {
     expect(optionToValue(12, Buffer.from('host\0'))).toBe('host');
+    expect(() => optionToValue(12, Buffer.from([0, 0]))).toThrow(
+      /12 \(hostname\): expected a string, got only NUL/,
+    );
   });
 
   it('reads unknown codes as bytes', () => {
