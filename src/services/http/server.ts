@@ -213,12 +213,16 @@ export class HttpServer {
     writePlain(p.res, code, text);
   }
 
-  /** Remove a request's mailboxes at the end of this loop turn (a `close` sent with the response still lands). */
+  /**
+   * Remove a request's mailboxes once the current bus turn is over: a `close` sent in the same turn
+   * as the response is delivered in the same turn, so it still lands. A microtask, not an immediate:
+   * the bus runs a whole turn in one callback, and an immediate would cost a loop iteration.
+   */
   private finish(p: Pending): void {
     this.finished.push(p);
     if (!this.sweepScheduled) {
       this.sweepScheduled = true;
-      setImmediate(this.sweep);
+      queueMicrotask(this.sweep);
     }
   }
 
