@@ -6,6 +6,7 @@ Run: cd clients/python && /usr/bin/python3 -m unittest discover -v -p 'test_*.py
 import json
 import os
 import queue
+import random
 import shutil
 import struct
 import subprocess
@@ -79,6 +80,59 @@ class VectorTests(unittest.TestCase):
                 raw = metanet.encode_frame(frame)
                 self.assertEqual(struct.unpack('>I', raw[:4])[0], len(raw) - 4)
                 self.assertEqual(strict(metanet.decode_payload(raw[4:])), strict(frame))
+
+    def test_python_encodes_the_vectors_byte_for_byte_but_for_int_width(self):
+        # msgpack-python writes a positive int64 as uint64 (0xcf), the TypeScript side as int64 (0xd3):
+        # both valid, both read back as the same int (the doc allows any width).
+        for v in self.vectors:
+            with self.subTest(v['name']):
+                ours = metanet.encode_frame(from_json(v['frame'])).hex()
+                self.assertEqual(ours, v['hex'].replace('d30000010000000000', 'cf0000010000000000'))
+
+    def test_fuzzed_frames_fail_only_with_metanet_errors(self):
+        seed = int(os.environ.get('FUZZ_SEED', time.time_ns() % 100000))
+        rnd = random.Random(seed)
+        payloads = [bytes.fromhex(v['hex'])[4:] for v in self.vectors]
+        decoded = 0
+        for _ in range(3000):
+            p = bytearray(rnd.choice(payloads))
+            for _ in range(rnd.randint(1, 4)):
+                op, i = rnd.randrange(3), rnd.randrange(len(p))
+                if op == 0:
+                    p[i] = rnd.randrange(256)
+                elif op == 1:
+                    del p[i:]
+                else:
+                    p[i:i] = bytes([rnd.randrange(256)])
+                if not p:
+                    p = bytearray(b'\x90')
+            try:
+                f = metanet.decode_payload(bytes(p))
+                for field in f[1:]:
+                    if isinstance(field, list):
+                        metanet.from_wire(field)
+                decoded += 1
+            except MetanetError as e:
+                self.assertEqual(e.code, 'EPROTO', f'seed {seed}')
+        self.assertGreater(decoded, 0)
+
+    def test_random_messages_round_trip(self):
+        seed = int(os.environ.get('FUZZ_SEED', time.time_ns() % 100000))
+        rnd = random.Random(seed)
+
+        def value(depth):
+            k = rnd.randrange(8 if depth < 4 else 7)
+            return [lambda: ''.join(rnd.choice('aé€\x00z') for _ in range(rnd.randrange(5))),
+                    lambda: rnd.randint(-(2**63), 2**63 - 1), lambda: rnd.randint(-200, 200),
+                    lambda: rnd.uniform(-1e9, 1e9), lambda: rnd.random() < 0.5,
+                    lambda: rnd.randbytes(rnd.randrange(6)), lambda: None,
+                    lambda: [(rnd.choice('abc'), value(depth + 1)) for _ in range(rnd.randrange(4))]][k]()
+
+        for _ in range(300):
+            m = Message([(rnd.choice(['a', 'b', 'reply-to', 'ü']), value(0)) for _ in range(rnd.randrange(6))])
+            raw = metanet.encode_frame([1, 7, '/x', metanet.to_wire(m)])
+            back = metanet.from_wire(metanet.decode_payload(raw[4:])[3])
+            self.assertEqual(strict(back), strict(m), f'seed {seed}')
 
     def test_vector_tuples_decode_to_messages(self):
         where = {1: 3, 5: 4, 10: 3}  # SEND, DELIVER, EVENT: the field holding tuples
