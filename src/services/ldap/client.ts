@@ -48,7 +48,9 @@ export class LdapObject {
         return STOP;
       },
     });
-    this.connection().catch((e: unknown) => this.fail(e, `${name}: connect to ${opts.url}`));
+    this.connection().catch((e: unknown) => {
+      if (!this.closed) this.fail(e, `${name}: connect to ${opts.url}`);
+    });
   }
 
   private fail(e: unknown, what: string, ctx?: Context): void {

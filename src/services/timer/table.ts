@@ -25,11 +25,8 @@ export const timerTable: ServiceTable = [
   {
     suffix: '/fire',
     dir: 'out',
-    doc: 'Sent each time the timer fires.',
-    tuples: [
-      { tag: 'count', type: 'int', doc: 'how many times it has fired, 1 for the first' },
-      { tag: '...', type: 'list', required: false, doc: 'the `tuples` given at creation, in order, inline' },
-    ],
+    doc: 'Sent each time the timer fires: count, then the `tuples` given at creation, inline and in order.',
+    tuples: [{ tag: 'count', type: 'int', doc: 'how many times it has fired, 1 for the first' }],
   },
   {
     suffix: '/cancel',
