@@ -817,7 +817,7 @@ class _Conn:
         msg = from_wire(f[3] if len(f) > 3 else None, f'SEND {path}')
         waiter = self.client._reply_waiter(path)
         if rid > 0:  # answered before the caller wakes: a client closing right after its call must
-            # not leave the daemon waiting for this RESULT (see README, "Known daemon behaviour")
+            # not leave the daemon waiting for this RESULT (README.md, "Known daemon behaviour")
             self._try_write([RESULT, rid, waiter is not None, 1 if waiter else 0, False, None, [], 0])
         if waiter is not None:
             waiter.on_reply(msg)

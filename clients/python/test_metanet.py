@@ -455,6 +455,16 @@ class DaemonTests(unittest.TestCase):
         self.assertEqual(c.call(self.a('/echo'), {'again': 1}).get('again'), 1)  # a new connection
 
 
+    def test_close_right_after_a_call_leaves_the_daemon_running(self):
+        # The daemon sends a reply as SEND with an id and waits for our RESULT; leaving before it
+        # used to take the fixture daemon down (README.md, "Known daemon behaviour").
+        for i in range(20):
+            with Client(dir=self.dir) as c:
+                self.assertEqual(c.call(self.a('/echo'), {'i': i}).get('i'), i)
+        self.assertEqual(self.client().call(self.a('/echo'), {'alive': True}).get('alive'), True)
+        self.assertIsNone(self.daemon.proc.poll())
+
+
 class ReconnectTests(unittest.TestCase):
     def test_listener_is_reattached_after_the_daemon_restarts(self):
         dir = tempfile.mkdtemp(prefix='metanet-py-')
