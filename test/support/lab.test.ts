@@ -140,11 +140,12 @@ describe.skipIf(!canDhcp)('Lab DHCP clients against dnsmasq in the router namesp
       serverId: '10.77.0.1',
       domain: 'lab.test',
     });
-    expect(Buffer.from(l.env.opt114 ?? '', 'hex').toString()).toBe('https://portal.lab.test/api');
+    expect(l.requested[114]?.toString()).toBe('https://portal.lab.test/api');
   });
 
   it('dhclient gets a lease, applied to the interface, and its daemon is gone afterwards', async () => {
-    const l = await lab.dhclient(lab.client, 'c0', { hostname: 'labclient2', apply: true });
+    const l = await lab.dhclient(lab.client, 'c0', { hostname: 'labclient2', apply: true, request: [114] });
+    expect(l.requested[114]?.toString()).toBe('https://portal.lab.test/api');
     expect(l).toMatchObject({
       client: 'dhclient',
       mask: '255.255.255.0',
@@ -153,6 +154,11 @@ describe.skipIf(!canDhcp)('Lab DHCP clients against dnsmasq in the router namesp
     });
     expect((await ping(lab, lab.client, lab.inetIp)).code).toBe(0);
     expect(processesIn(lab.client)).toEqual([]);
+  });
+
+  it('rejects bad client options before running anything', async () => {
+    await expect(lab.udhcpc(lab.client, 'c0', { hostname: 'a"b' })).rejects.toThrow(/hostname "a\\"b"/);
+    await expect(lab.dhclient(lab.client, 'c0', { clientId: '1' })).rejects.toThrow(/clientId "1"/);
   });
 
   it('fails clearly when no server answers', async () => {

@@ -71,6 +71,8 @@ export interface DhcpLease {
   domain?: string;
   hostname?: string;
   broadcast?: string;
+  /** Options asked for with `request`, by code: udhcpc hands them over as hex, dhclient as text. */
+  requested: Record<number, Buffer>;
   /** Everything the client handed its script for the bound event. */
   env: Record<string, string>;
 }
@@ -263,6 +265,7 @@ export class Lab {
 
   /** Get a lease with busybox udhcpc (`-f -q -n`): resolves with it, or fails saying why. */
   async udhcpc(ns: string, ifname: string, opts: DhcpClientOptions = {}): Promise<DhcpLease> {
+    checkClientOptions(opts);
     const timeoutS = opts.timeoutS ?? 5;
     const out = this.recorder('udhcpc');
     const args = [
@@ -285,17 +288,15 @@ export class Lab {
     if (opts.clientId) args.push('-x', `0x3d:${opts.clientId}`);
     for (const c of opts.request ?? []) args.push('-O', String(c));
     const r = await this.exec(ns, 'udhcpc', args, { timeoutMs: (timeoutS + 3) * 1000 });
-    const bound = out.events().find((e) => e.event === 'bound');
-    if (!bound?.ip)
+    const events = out.events();
+    const bound = events.find((e) => e.event === 'bound');
+    if (!bound?.ip) {
+      const seen = events.map((e) => e.event).join(', ') || 'none';
       throw new Error(
-        `udhcpc in ${ns} on ${ifname}: no lease within ${timeoutS} s (exit ${r.code}; script events: ` +
-          `${
-            out
-              .events()
-              .map((e) => e.event)
-              .join(', ') || 'none'
-          })\n${r.stderr.trim()}`,
+        `udhcpc in ${ns} on ${ifname}: no lease within ${timeoutS} s (exit ${r.code}; script events: ${seen})\n` +
+          r.stderr.trim(),
       );
+    }
     const lease: DhcpLease = {
       client: 'udhcpc',
       ip: bound.ip,
@@ -307,6 +308,10 @@ export class Lab {
       domain: bound.domain,
       hostname: bound.hostname,
       broadcast: bound.broadcast,
+      requested: pick(opts.request, (c) => {
+        const hex = bound[`opt${c}`];
+        return hex === undefined ? undefined : Buffer.from(hex, 'hex');
+      }),
       env: bound,
     };
     if (opts.apply) await this.applyLease(ns, ifname, lease);
@@ -315,6 +320,7 @@ export class Lab {
 
   /** Get a lease with ISC dhclient (`-1`); the daemon it forks is killed by its pidfile. */
   async dhclient(ns: string, ifname: string, opts: DhcpClientOptions = {}): Promise<DhcpLease> {
+    checkClientOptions(opts);
     const timeoutS = opts.timeoutS ?? 5;
     const out = this.recorder('dhclient');
     const base = out.script.replace(/\.sh$/, '');
@@ -372,6 +378,10 @@ export class Lab {
       domain: bound.new_domain_name,
       hostname: bound.new_host_name,
       broadcast: bound.new_broadcast_address,
+      requested: pick(opts.request, (c) => {
+        const text = bound[`new_mn_opt_${c}`];
+        return text === undefined ? undefined : Buffer.from(text);
+      }),
       env: bound,
     };
     if (opts.apply) await this.applyLease(ns, ifname, lease);
@@ -589,6 +599,32 @@ function installHandlers(): void {
       process.kill(process.pid, sig);
     });
   }
+}
+
+function checkClientOptions(o: DhcpClientOptions): void {
+  if (o.timeoutS !== undefined && !(Number.isInteger(o.timeoutS) && o.timeoutS >= 1))
+    throw new Error(`Lab: timeoutS must be a whole number of seconds >= 1, got ${o.timeoutS}`);
+  if (o.hostname !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(o.hostname))
+    throw new Error(`Lab: hostname ${JSON.stringify(o.hostname)}: letters, digits, dots and dashes only`);
+  if (o.clientId !== undefined && !/^([0-9a-fA-F]{2}){2,}$/.test(o.clientId))
+    throw new Error(
+      `Lab: clientId ${JSON.stringify(o.clientId)}: hex bytes, type byte first (at least 2 bytes)`,
+    );
+  for (const c of o.request ?? [])
+    if (!Number.isInteger(c) || c < 1 || c > 254)
+      throw new Error(`Lab: request: option code ${c} is not 1..254`);
+}
+
+function pick(
+  codes: readonly number[] | undefined,
+  get: (c: number) => Buffer | undefined,
+): Record<number, Buffer> {
+  const out: Record<number, Buffer> = {};
+  for (const c of codes ?? []) {
+    const v = get(c);
+    if (v) out[c] = v;
+  }
+  return out;
 }
 
 function words(s: string | undefined): string[] | undefined {
