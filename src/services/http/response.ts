@@ -1,10 +1,10 @@
 import { type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { MetanetError } from '../../core/errors.js';
-import { Message } from '../../core/message.js';
+import type { Message } from '../../core/message.js';
 
-const bad = (path: string, why: string): never => {
+function bad(path: string, why: string): never {
   throw new MetanetError('EBADTUPLE', `${path}: ${why}`);
-};
+}
 
 /**
  * Write a `<clientname>/response` message to a node:http response: status `code`, `headers`
@@ -13,9 +13,14 @@ const bad = (path: string, why: string): never => {
  * Throws EBADTUPLE naming the tuple or header before anything is written.
  */
 export function writeResponse(res: ServerResponse, path: string, m: Message): void {
-  const code = m.int('code');
+  const c = m.get('code');
+  if (c === undefined) bad(path, 'missing tuple "code" (int): the status code');
+  if (c.type !== 'int') bad(path, `tuple "code" is ${c.type}, expected int`);
+  const code = Number(c.value);
   if (code < 200 || code > 599) bad(path, `tuple "code" is ${code}, expected a status from 200 to 599`);
-  const hs = m.list('headers', Message.empty).tuples;
+  const h = m.get('headers');
+  if (h !== undefined && h.type !== 'list') bad(path, `tuple "headers" is ${h.type}, expected list`);
+  const hs = h === undefined ? [] : (h.value as Message).tuples;
   const flat: (string | number)[] = new Array(hs.length * 2);
   let framed = false;
   for (let i = 0; i < hs.length; i++) {

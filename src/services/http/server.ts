@@ -38,6 +38,19 @@ const RESPONSE = spec('client', '/response');
 const SERVER_TABLE: ServiceTable = HTTP_TABLE.filter((s) => s.scope === 'server');
 const CLOSE_SUFFIX = '/close';
 
+/** True when code, headers or data is given more than once (one pass, no allocation). */
+function repeats(m: Message): boolean {
+  let code = 0;
+  let headers = 0;
+  let data = 0;
+  for (const t of m.tuples) {
+    if (t.tag === 'code') code++;
+    else if (t.tag === 'headers') headers++;
+    else if (t.tag === 'data') data++;
+  }
+  return code > 1 || headers > 1 || data > 1;
+}
+
 /**
  * One HTTP server named by a mailbox path: node:http underneath (the maintained parser: keep-alive,
  * chunked bodies), each request a message on `<name>/request`, answered on `<clientname>/response`.
@@ -184,7 +197,7 @@ export class HttpServer {
     this.finish(p);
     if (p.res.destroyed) return; // the client went away
     try {
-      validate(RESPONSE, path, m);
+      if (repeats(m)) validate(RESPONSE, path, m); // types are checked by writeResponse; this names the repeat
       writeResponse(p.res, path, m);
     } catch (e) {
       this.report({ mailbox: path, error: errorText(e), code: errorCode(e), clientname: path.slice(0, -9) });

@@ -241,17 +241,20 @@ describe('status codes the service gives by itself', () => {
     f.bus.append('/t/web/request', (m) => {
       const c = m.str('clientname');
       if (m.str('path') === '/code') f!.bus.post(`${c}/response`, { code: 'ok' });
+      else if (m.str('path') === '/twice') f!.bus.post(`${c}/response`, { code: [200, 201] });
       else f!.bus.post(`${c}/response`, { code: 200, headers: { 'X-Bad': 'a\r\nInjected: yes' } });
     });
     const a = await send(port, { path: '/code' });
     expect(a.status).toBe(500);
+    expect((await send(port, { path: '/twice' })).status).toBe(500);
     const b = await send(port, { path: '/header' });
     expect(b.status).toBe(500);
     expect(b.headers.injected).toBeUndefined();
-    await until(() => errors.length === 2, 'two errors');
+    await until(() => errors.length === 3, 'three errors');
     expect(errors[0]!.str('error')).toMatch(/tuple "code" is str, expected int/);
     expect(errors[0]!.str('clientname')).toMatch(/^\/t\/web\/client\/\d+$/);
-    expect(errors[1]!.str('error')).toMatch(/header "X-Bad"/);
+    expect(errors[1]!.str('error')).toMatch(/tuple "code" given 2 times, expected once/);
+    expect(errors[2]!.str('error')).toMatch(/header "X-Bad"/);
   });
 });
 
