@@ -6,7 +6,7 @@ import { validate } from '../table.js';
 import { type DhcpConfig, type SubnetConfig, subnetOf } from './config.js';
 import { intToIp } from './ip.js';
 import type { LeaseStore } from './leases.js';
-import { getOption, messageType, optionToValue } from './options.js';
+import { getOption, messageType } from './options.js';
 import { toOption } from './optionset.js';
 import { type DhcpOption, type DhcpPacket, MessageType, macOf } from './packet.js';
 import type { Pool } from './pool.js';
@@ -545,15 +545,6 @@ export class DhcpCore {
     for (const l of await this.store.expire(this.now())) {
       this.bus.post(DHCPD_BASE + RELEASED.suffix, { mac: l.mac, ip: l.ip, reason: 'expired' });
       this.log.log('info', 'dhcp: lease expired', { mac: l.mac, ip: l.ip });
-    }
-  }
-
-  /** Decode an option value for logs and messages (bad values as hex). */
-  static describeOption(o: DhcpOption): string {
-    try {
-      return JSON.stringify(optionToValue(o.code, o.data));
-    } catch {
-      return o.data.toString('hex');
     }
   }
 }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '../../../src/core/bus.js';
@@ -190,5 +191,13 @@ describe.skipIf(!have(['ip', 'udhcpc', 'dhclient', 'perfdhcp'], { root: true }))
       const d = await lab.dhclient(lab.clients[1]!, 'c0');
       expect(d.ip).toBe('10.77.0.50');
     }, 30000);
+
+    it('SIGTERM: a clean exit (0) that removes its daemon socket', async () => {
+      const exited = new Promise<number | null>((r) => server.once('exit', (code) => r(code)));
+      // ip netns exec execs the command: the child's pid is dhcpd's own
+      server.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(existsSync(join(sockDir, 'dhcpd.sock'))).toBe(false);
+    });
   },
 );
