@@ -99,10 +99,23 @@ class ListenerContext implements Context {
           `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`,
         ),
       );
-    return this.d.bus.send(to, init);
+    return this.send(to, init);
   }
+  /**
+   * Sends from listeners are often not awaited (`void ctx.reply(…)`): a failure (the asker went
+   * away) is then logged instead of becoming an unhandled rejection that would end the process.
+   * Awaiting the promise still sees the error.
+   */
   send(address: string, init?: MessageInit): Promise<SendResult> {
-    return this.d.bus.send(address, init);
+    const p = this.d.bus.send(address, init);
+    p.catch((e: unknown) =>
+      this.d.bus.log.log('debug', 'send from a listener failed', {
+        mailbox: this.d.path,
+        to: address,
+        error: errorText(e),
+      }),
+    );
+    return p;
   }
 }
 
@@ -294,6 +307,21 @@ export class Bus {
         new Delivery(this, mb, address, init instanceof Message ? init : Message.from(init), undefined),
       );
       return;
+    }
+    if (address.charCodeAt(0) !== 47) {
+      try {
+        const addr = parseAddress(address);
+        const t = this.isLocal(addr) ? undefined : this.transportFor(addr);
+        if (t?.post) {
+          t.post(addr, init instanceof Message ? init : Message.from(init))?.catch((e) =>
+            this.reportError(address, undefined, e),
+          );
+          return;
+        }
+      } catch (e) {
+        this.reportError(address, undefined, e);
+        return;
+      }
     }
     this.send(address, init).catch((e) => this.reportError(address, undefined, e));
   }

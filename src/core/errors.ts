@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'EDENIED' // access control refused the operation
   | 'EPROTO' // a peer broke the wire protocol
   | 'ECONFIG' // a configuration file or option is invalid
-  | 'EUNREACHABLE'; // a peer is away (disconnected) and the message was refused
+  | 'EUNREACHABLE' // a peer is away (disconnected) and the message was refused
+  | 'EFAIL'; // anything else a peer reported (e.g. a listener's own exception)
 
 export class MetanetError extends Error {
   readonly code: ErrorCode;

@@ -25,8 +25,24 @@ function bad(what: string, input: string, why: string): never {
   throw new MetanetError('EBADPATH', `bad ${what} ${JSON.stringify(input)}: ${why}`);
 }
 
+/**
+ * Paths and addresses already found valid, so hot paths (every IPC frame, every remote post)
+ * skip the regexes. Bounded: cleared when full.
+ */
+const goodPaths = new Set<string>();
+const parsed = new Map<string, Address>();
+const MEMO = 4096;
+
 /** Returns the path unchanged when valid; throws EBADPATH naming what is wrong otherwise. */
 export function checkPath(path: string): string {
+  if (goodPaths.has(path)) return path;
+  validatePath(path);
+  if (goodPaths.size >= MEMO) goodPaths.clear();
+  goodPaths.add(path);
+  return path;
+}
+
+function validatePath(path: string): void {
   if (typeof path !== 'string') bad('mailbox path', String(path), 'not a string');
   if (!path.startsWith('/')) bad('mailbox path', path, 'must start with "/"');
   if (path.length > MAX_PATH) bad('mailbox path', path.slice(0, 40) + '…', `longer than ${MAX_PATH} bytes`);
@@ -40,7 +56,6 @@ export function checkPath(path: string): string {
     if (!SEGMENT.test(s))
       bad('mailbox path', path, `segment "${s}" has a character outside A-Z a-z 0-9 _ . - + @ =`);
   }
-  return path;
 }
 
 export function checkName(name: string, what = 'daemon name'): string {
@@ -51,6 +66,15 @@ export function checkName(name: string, what = 'daemon name'): string {
 
 /** Parse `[host/]daemon:/path` or a bare `/path`. */
 export function parseAddress(addr: string): Address {
+  const known = parsed.get(addr);
+  if (known !== undefined) return known;
+  const a = parse(addr);
+  if (parsed.size >= MEMO) parsed.clear();
+  parsed.set(addr, a);
+  return a;
+}
+
+function parse(addr: string): Address {
   if (typeof addr !== 'string') bad('address', String(addr), 'not a string');
   const colon = addr.indexOf(':/');
   if (colon < 0) {

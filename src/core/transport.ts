@@ -16,6 +16,11 @@ export interface RemoteAttachment {
 export interface Transport {
   handles(address: Address): boolean;
   send(address: Address, msg: Message): Promise<SendResult>;
+  /**
+   * Fire-and-forget (pipelined, no result). Returns undefined when the message was handed over at
+   * once, else a promise that rejects if it could not be (e.g. the daemon is not running).
+   */
+  post?(address: Address, msg: Message): Promise<void> | undefined;
   listen(address: Address, fn: Listener, options: ListenOptions): RemoteAttachment;
   close(): Promise<void>;
 }

@@ -57,6 +57,8 @@ export interface LinkOptions {
   readonly acl?: Acl;
   readonly cred?: PeerCred;
   readonly maxFrame?: number;
+  /** Whether another live connection already uses this peer name (who, if so). */
+  readonly nameTaken?: (name: string) => string | undefined;
   readonly onClose: (link: Link) => void;
 }
 
@@ -248,13 +250,7 @@ export class Link {
   // ---- incoming --------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
-    let frames: Frame[];
-    try {
-      frames = this.reader.push(chunk);
-    } catch (e) {
-      this.fatal(e);
-      return;
-    }
+    const frames = this.reader.push(chunk);
     for (const f of frames) {
       try {
         this.handle(f);
@@ -269,6 +265,7 @@ export class Link {
         }
       }
     }
+    if (this.reader.error) this.fatal(this.reader.error);
   }
 
   private handle(f: Frame): void {
@@ -304,8 +301,16 @@ export class Link {
         'EPROTO',
         `unsupported protocol version ${version} (this side speaks ${PROTOCOL_VERSION})`,
       );
-    this.peerName = field.str(f, 2, 'name');
-    this.peerPid = field.int(f, 3, 'pid');
+    const name = field.str(f, 2, 'name');
+    const pid = field.int(f, 3, 'pid');
+    const holder = this.o.nameTaken?.(name);
+    if (holder)
+      throw new MetanetError(
+        'EEXIST',
+        `the name "${name}" is already connected (${holder}): names must be unique`,
+      );
+    this.peerName = name;
+    this.peerPid = pid;
     this.readyResolve();
   }
 
@@ -316,7 +321,7 @@ export class Link {
   private onSend(f: Frame): void {
     const id = field.int(f, 1, 'id');
     const path = checkPath(field.str(f, 2, 'path'));
-    const m = fromWire(f[3], `SEND ${path}`);
+    const m = fromWire(f[3], path);
     this.allowed('send', path);
     const to = relayTarget(path);
     if (id === 0) {
@@ -364,7 +369,7 @@ export class Link {
     const did = field.int(f, 1, 'delivery id');
     const lid = field.int(f, 2, 'lid');
     const path = field.str(f, 3, 'path');
-    const m = fromWire(f[4], `DELIVER ${path}`);
+    const m = fromWire(f[4], path);
     const rl = this.o.remoteListeners.get(lid);
     if (!rl) {
       this.write([F.VERDICT, did, CONTINUE, `no listener ${lid} in ${this.o.localName}`]);
@@ -516,6 +521,7 @@ function relayTarget(path: string): string {
 }
 
 const CODES = new Set([
+  'EFAIL',
   'EBADPATH',
   'EBADTUPLE',
   'ENOTUPLE',

@@ -47,13 +47,13 @@ export class SocketTransport implements Transport {
   }
 
   /** Fire-and-forget: pipelined, no result frame. */
-  post(daemon: string, path: string, m: Message): Promise<void> {
-    const l = this.links.get(daemon);
+  post(addr: Address, m: Message): Promise<void> | undefined {
+    const l = this.links.get(addr.daemon!);
     if (l && !l.closed) {
-      l.post(path, m);
-      return Promise.resolve();
+      l.post(addr.path, m);
+      return undefined;
     }
-    return this.link(daemon).then((x) => x.post(path, m));
+    return this.link(addr.daemon!).then((x) => x.post(addr.path, m));
   }
 
   listen(addr: Address, fn: Listener, options: ListenOptions): RemoteAttachment {
@@ -132,7 +132,7 @@ export class SocketTransport implements Transport {
 
   /** Take a connected socket (outbound, or accepted by the daemon server) into a link. */
   adopt(sock: Socket, extra: Pick<ConstructorParameters<typeof Link>[0], 'acl' | 'cred'> | undefined): Link {
-    const link = new Link({
+    const link: Link = new Link({
       bus: this.bus,
       localName: this.o.name,
       socket: sock,
@@ -140,6 +140,14 @@ export class SocketTransport implements Transport {
       remoteListeners: this.listeners,
       maxFrame: this.o.maxFrame,
       ...extra,
+      // inbound connections only: a second live connection may not take over a name's replies
+      nameTaken:
+        extra === undefined
+          ? undefined
+          : (n: string): string | undefined => {
+              const other = this.links.get(n);
+              return other && other !== link && !other.closed ? other.who : undefined;
+            },
       onClose: (l) => this.dropped(l),
     });
     link.ready.then(

@@ -66,42 +66,49 @@ export function fromWire(w: unknown, where = 'message', depth = 0): Message {
   for (let i = 0; i < w.length; i++) {
     const e: unknown = w[i];
     if (!Array.isArray(e) || e.length !== 3) throw proto(`${where}: tuple ${i} must be [tag, type, value]`);
-    const [tag, code, value] = e as [unknown, unknown, unknown];
+    const tag: unknown = e[0];
     if (typeof tag !== 'string' || tag.length === 0)
       throw proto(`${where}: tuple ${i} has a bad tag (${kind(tag)})`);
-    const type = typeof code === 'number' ? CODE_TYPE[code] : undefined;
-    if (type === undefined) throw proto(`${where}: tuple "${tag}" has unknown type code ${String(code)}`);
-    out[i] = decodeValue(tag, type, value, where, depth);
+    const t = decodeTuple(tag, e[1], e[2], where, depth);
+    if (t === undefined) {
+      const type = typeof e[1] === 'number' ? CODE_TYPE[e[1]] : undefined;
+      if (type === undefined) throw proto(`${where}: tuple "${tag}" has unknown type code ${String(e[1])}`);
+      throw proto(`${where}: tuple "${tag}" is typed ${type} but holds ${kind(e[2])}`);
+    }
+    out[i] = t;
   }
   return new Message(out);
 }
 
-function decodeValue(tag: string, type: TupleType, v: unknown, where: string, depth: number): Tuple {
-  const bad = (): MetanetError => proto(`${where}: tuple "${tag}" is typed ${type} but holds ${kind(v)}`);
-  switch (type) {
-    case 'str':
-      if (typeof v !== 'string') throw bad();
-      return { tag, type, value: v };
-    case 'int':
+/** One tuple, or undefined when the type code is unknown or the value does not fit it. */
+function decodeTuple(
+  tag: string,
+  code: unknown,
+  v: unknown,
+  where: string,
+  depth: number,
+): Tuple | undefined {
+  switch (code) {
+    case 0:
+      return typeof v === 'string' ? { tag, type: 'str', value: v } : undefined;
+    case 1:
+      if (typeof v === 'number') return Number.isInteger(v) ? { tag, type: 'int', value: v } : undefined;
       if (typeof v === 'bigint')
-        return { tag, type, value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v };
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw bad();
-      return { tag, type, value: v };
-    case 'float':
-      if (typeof v === 'bigint') return { tag, type, value: Number(v) };
-      if (typeof v !== 'number') throw bad();
-      return { tag, type, value: v };
-    case 'bool':
-      if (typeof v !== 'boolean') throw bad();
-      return { tag, type, value: v };
-    case 'bytes':
-      if (!(v instanceof Uint8Array)) throw bad();
-      return { tag, type, value: v };
-    case 'null':
-      if (v !== null && v !== undefined) throw bad();
-      return { tag, type, value: null };
-    case 'list':
-      return { tag, type, value: fromWire(v, `${where} > ${tag}`, depth + 1) };
+        return { tag, type: 'int', value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v };
+      return undefined;
+    case 2:
+      if (typeof v === 'number') return { tag, type: 'float', value: v };
+      return typeof v === 'bigint' ? { tag, type: 'float', value: Number(v) } : undefined;
+    case 3:
+      return typeof v === 'boolean' ? { tag, type: 'bool', value: v } : undefined;
+    case 4:
+      return v instanceof Uint8Array ? { tag, type: 'bytes', value: v } : undefined;
+    case 5:
+      return v === null || v === undefined ? { tag, type: 'null', value: null } : undefined;
+    case 6:
+      return { tag, type: 'list', value: fromWire(v, `${where} > ${tag}`, depth + 1) };
+    default:
+      return undefined;
   }
 }
 
@@ -144,21 +151,30 @@ export function decodePayload(payload: Uint8Array): Frame {
  */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
+  /** Set at the first malformed frame: the frames before it were returned; nothing after. */
+  error: MetanetError | undefined;
   constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {}
 
-  /** Feed bytes; returns the frames they complete. */
+  /** Feed bytes; returns the frames they complete (up to a malformed one: see `error`). */
   push(chunk: Buffer): Frame[] {
+    if (this.error) return [];
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const frames: Frame[] = [];
     let off = 0;
-    while (this.buf.length - off >= 4) {
-      const len = this.buf.readUInt32BE(off);
-      if (len > this.maxFrame)
-        throw proto(`frame of ${len} bytes exceeds the limit of ${this.maxFrame} bytes`);
-      if (len === 0) throw proto('empty frame');
-      if (this.buf.length - off - 4 < len) break;
-      frames.push(decodePayload(this.buf.subarray(off + 4, off + 4 + len)));
-      off += 4 + len;
+    try {
+      while (this.buf.length - off >= 4) {
+        const len = this.buf.readUInt32BE(off);
+        if (len > this.maxFrame)
+          throw proto(`frame of ${len} bytes exceeds the limit of ${this.maxFrame} bytes`);
+        if (len === 0) throw proto('empty frame');
+        if (this.buf.length - off - 4 < len) break;
+        frames.push(decodePayload(this.buf.subarray(off + 4, off + 4 + len)));
+        off += 4 + len;
+      }
+    } catch (e) {
+      this.error = e as MetanetError;
+      this.buf = Buffer.alloc(0);
+      return frames;
     }
     this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
     return frames;

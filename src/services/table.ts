@@ -89,7 +89,10 @@ export function attachTable(
         code: e instanceof MetanetError ? e.code : 'EFAIL',
       });
       const to = m.get('reply-to');
-      if (to?.type === 'str') bus.send(to.value, { error, mailbox: path }).catch(() => {});
+      if (to?.type === 'str')
+        bus
+          .send(to.value, { error, code: e instanceof MetanetError ? e.code : 'EFAIL', mailbox: path })
+          .catch(() => {});
     };
     handles.push(
       bus.listen(
