@@ -199,6 +199,8 @@ export class DhcpCore {
     const fields = { mac, xid: p.xid, type: type === undefined ? undefined : TYPE_NAMES[type] };
     if (p.op !== 1) return this.drop('not a BOOTREQUEST', fields);
     if (type === undefined) return this.drop('no message type (option 53): BOOTP is not served', fields);
+    if (p.hlen === 0 || p.chaddr.every((b) => b === 0))
+      return this.drop('no client hardware address', fields);
     this.announce(inb, mac, type);
     const subnet = this.subnetFor(p, mac);
     if (!subnet) return this.drop('no subnet served for this packet (giaddr/ciaddr/interface)', fields);

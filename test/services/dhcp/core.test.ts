@@ -312,6 +312,7 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
     const p = clientPacket(MessageType.DISCOVER, MAC);
     expect(await r.core.handle(inb({ ...p, op: 2 }))).toBeUndefined();
     expect(await r.core.handle(inb({ ...p, options: [] }))).toBeUndefined();
-    expect(r.core.counters.dropped).toBe(2);
+    expect(await r.core.handle(inb({ ...p, chaddr: Buffer.alloc(6) }))).toBeUndefined();
+    expect(r.core.counters.dropped).toBe(3);
   });
 });
