@@ -192,6 +192,23 @@ describe('status codes the service gives by itself', () => {
     expect(seen.length).toBe(1);
   });
 
+  it('survives a client that goes away in the middle of its body or before its answer', async () => {
+    f = fixture();
+    const port = await newServer(f.bus, '/t/web');
+    const seen: Message[] = [];
+    f.bus.append('/t/web/request', async (m) => {
+      seen.push(m);
+      await new Promise((r) => setTimeout(r, 50)); // the client is gone by now
+      f!.bus.post(`${m.str('clientname')}/response`, { code: 200, data: 'late' });
+    });
+    await raw(port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly this', 100);
+    await raw(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 10);
+    await until(() => seen.length === 1, 'the complete request');
+    await until(() => !f!.bus.mailboxes().some((b) => b.path.includes('/client/')), 'cleanup');
+    const res = await send(port);
+    expect(res.body.toString()).toBe('late');
+  });
+
   it('503 at once when nobody listens on <name>/request', async () => {
     f = fixture();
     const port = await newServer(f.bus, '/t/web');
