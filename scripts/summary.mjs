@@ -8,7 +8,10 @@ let skipped = 0;
 if (vitestJson && existsSync(vitestJson)) {
   const r = JSON.parse(readFileSync(vitestJson, 'utf8'));
   passed += r.numPassedTests ?? 0;
-  failed += (r.numFailedTests ?? 0) + (r.numFailedTestSuites ?? 0);
+  failed += r.numFailedTests ?? 0;
+  // a test file that failed without a failed test (it did not load, a hook threw) counts once
+  for (const f of r.testResults ?? [])
+    if (f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')) failed += 1;
   skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 } else {
   failed += 1;

@@ -122,6 +122,15 @@ export class Link {
 
   /** Send to a mailbox of the peer. With `wantResult` false the peer returns nothing (pipelined). */
   send(path: string, m: Message): Promise<SendResult> {
+    if (isReplyPath(path)) {
+      // A reply is one-way by nature: hand it over without a RESULT round trip (docs/ipc.md).
+      try {
+        this.post(path, m);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return Promise.resolve(handedOver(path));
+    }
     return this.call([F.SEND, 0, path, toWire(this.qualify(m))]).then((f) => resultFromFrame(path, f));
   }
 
@@ -504,6 +513,17 @@ export class Link {
     if (!this.o.socket.destroyed) this.o.socket.destroy();
     this.o.onClose(this);
   }
+}
+
+const REPLY_PREFIX = '/system/reply/';
+
+/** `/system/reply/N`, or the same relayed through a daemon (`/system/relay/NAME/system/reply/N`). */
+function isReplyPath(path: string): boolean {
+  return path.startsWith(REPLY_PREFIX) || (path.startsWith(RELAY) && path.includes(REPLY_PREFIX));
+}
+
+function handedOver(path: string): SendResult {
+  return { mailbox: path, delivered: true, listeners: 1, stopped: false, errors: [], timedOut: [] };
 }
 
 /** Frames answered by RESULT/OK/ERROR: a bad one gets an ERROR and the connection stays. */

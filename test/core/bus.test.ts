@@ -441,7 +441,8 @@ describe('no handle left behind', () => {
     await b.send('/slow');
     expect(count()).toBeGreaterThan(before);
     await b.close();
-    expect(count()).toBe(before);
+    // <= rather than ===: a timer left by an earlier test of this file may fire meanwhile
+    expect(count()).toBeLessThanOrEqual(before);
   });
 });
 
