@@ -37,6 +37,7 @@ class Pending {
 const RESPONSE = spec('client', '/response');
 const SERVER_TABLE: ServiceTable = HTTP_TABLE.filter((s) => s.scope === 'server');
 const CLOSE_SUFFIX = '/close';
+const ignore = (): void => {};
 
 /** True when code, headers or data is given more than once (one pass, no allocation). */
 function repeats(m: Message): boolean {
@@ -54,8 +55,8 @@ function repeats(m: Message): boolean {
 /**
  * One HTTP server named by a mailbox path: node:http underneath (the maintained parser: keep-alive,
  * chunked bodies), each request a message on `<name>/request`, answered on `<clientname>/response`.
- * The request path allocates no closure for body-less requests: the per-request mailboxes share
- * one listener each, which finds its request by the mailbox it was called for.
+ * Lean request path: the per-request mailboxes share one listener each, which finds its request by
+ * the mailbox it was called for; one timer serves every request's timeout.
  */
 export class HttpServer {
   readonly name: string;
@@ -180,12 +181,11 @@ export class HttpServer {
     bus.listen(p.closePath, this.onClose);
     this.pending.set(p.responsePath, p);
     if (this.timer === undefined) this.arm(this.opts.timeout);
-    bus.send(this.requestPath, requestMessage(clientname, req, head, body)).then(
-      (r) => {
-        if (!r.delivered) this.answer(p, 503, `nobody listens on ${this.requestPath}\n`);
-      },
-      (e: unknown) => this.answer(p, 503, `${errorText(e)}\n`),
-    );
+    // The one closure of a body-less request: it needs `p` when nobody listened (503 at once).
+    // send() rejects only for a closed bus, checked above; the server's close cuts the request then.
+    bus.send(this.requestPath, requestMessage(clientname, req, head, body)).then((r) => {
+      if (!r.delivered) this.answer(p, 503, `nobody listens on ${this.requestPath}\n`);
+    }, ignore);
   }
 
   /** `<clientname>/response` (one listener shared by every request). */
