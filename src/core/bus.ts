@@ -92,13 +92,17 @@ class ListenerContext implements Context {
   }
   reply(init?: MessageInit): Promise<SendResult> {
     const to = this.replyTo;
-    if (to === undefined)
-      return Promise.reject(
-        new MetanetError(
-          'ENOTUPLE',
-          `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`,
-        ),
+    if (to === undefined) {
+      // The sender decides whether a message has a reply-to: a listener that does not await its
+      // reply must not crash the daemon over it. Logged; awaiting still sees the error.
+      const e = new MetanetError(
+        'ENOTUPLE',
+        `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`,
       );
+      const p = Promise.reject(e);
+      p.catch(() => this.d.bus.log.log('warn', e.message, { mailbox: this.d.path }));
+      return p;
+    }
     return this.send(to, init);
   }
   /**
@@ -326,6 +330,16 @@ export class Bus {
     this.send(address, init).catch((e) => this.reportError(address, undefined, e));
   }
 
+  /**
+   * `send()` to a local path with a callback instead of a promise: `done` is called the moment
+   * the chain finishes (the IPC layer answers in the same write as the replies listeners sent).
+   * Throws for a bad path or a closed bus.
+   */
+  sendLocal(path: string, m: Message, done: (r: SendResult) => void): void {
+    this.open();
+    this.enqueue(checkPath(path), m, done);
+  }
+
   private enqueue(path: string, m: Message, done: ((r: SendResult) => void) | undefined): void {
     this.push(new Delivery(this, this.boxes.get(path), path, m, done));
   }
@@ -336,6 +350,17 @@ export class Bus {
     this.queue.push(d);
     this.inflight++;
     if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+  }
+
+  /**
+   * Deliver what is queued now instead of at the next turn of the loop. For I/O layers at the
+   * end of an I/O callback (the IPC layer after a read): it saves a loop iteration per message
+   * and keeps every ordering rule — nothing runs before `send()` returns.
+   */
+  deliverQueued(): void {
+    if (this.scheduled === undefined) return;
+    clearImmediate(this.scheduled);
+    this.drain();
   }
 
   /** Runs once per loop turn: delivers what was queued before it started (later sends wait a turn). */

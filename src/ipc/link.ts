@@ -59,6 +59,8 @@ export interface LinkOptions {
   readonly maxFrame?: number;
   /** Whether another live connection already uses this peer name (who, if so). */
   readonly nameTaken?: (name: string) => string | undefined;
+  /** Called as soon as the peer's HELLO is read (before any later frame is handled). */
+  readonly onHello?: (link: Link) => void;
   readonly onClose: (link: Link) => void;
 }
 
@@ -275,6 +277,7 @@ export class Link {
       }
     }
     if (this.reader.error) this.fatal(this.reader.error);
+    this.o.bus.deliverQueued();
   }
 
   private handle(f: Frame): void {
@@ -320,6 +323,7 @@ export class Link {
       );
     this.peerName = name;
     this.peerPid = pid;
+    this.o.onHello?.(this);
     this.readyResolve();
   }
 
@@ -337,10 +341,12 @@ export class Link {
       this.o.bus.post(to, m);
       return;
     }
-    this.o.bus.send(to, m).then(
-      (r) => this.write(resultToFrame(id, r)),
-      (e: unknown) => this.error(id, e),
-    );
+    if (to === path) this.o.bus.sendLocal(path, m, (r) => this.write(resultToFrame(id, r)));
+    else
+      this.o.bus.send(to, m).then(
+        (r) => this.write(resultToFrame(id, r)),
+        (e: unknown) => this.error(id, e),
+      );
   }
 
   private onListen(f: Frame): void {

@@ -148,14 +148,11 @@ export class SocketTransport implements Transport {
               const other = this.links.get(n);
               return other && other !== link && !other.closed ? other.who : undefined;
             },
+      onHello: (l) => {
+        if (l.peerName !== undefined) this.links.set(l.peerName, l);
+      },
       onClose: (l) => this.dropped(l),
     });
-    link.ready.then(
-      () => {
-        if (link.peerName !== undefined) this.links.set(link.peerName, link);
-      },
-      () => {},
-    );
     return link;
   }
 
