@@ -183,6 +183,11 @@ async function main(): Promise<void> {
       `| ${LABEL[kind]} | ${fmt(r.rps)} | ${r.p50} | ${r.p99} | ${r.errors} | ${Math.round(r.cpu * 100)}% | ${r.cpuPerReq.toFixed(1)} | ${(r.rps / plain).toFixed(2)} |`,
     );
   }
+  console.log(
+    '\nserver CPU: the server process over the measured run (100% = one core; autocannon has the other).' +
+      '\nNear 100% the server is the limit and req/s compares the servers; well below, the load generator' +
+      '\n(or other load on the machine) is, and CPU µs/req is the fairer comparison.',
+  );
 }
 
 if (process.argv[2] === 'serve') await serve(process.argv[3] as Kind);
