@@ -5,7 +5,7 @@
  * original URL percent-encoded in a `url` parameter. Logging in through the firewall is the
  * captive-portal app's job (src/apps), not this example's.
  *
- *   npm run demo                 PORT=8080 HOST=127.0.0.1 PORTAL_HOST=<host:port> (defaults)
+ *   npx tsx examples/paper-portal.ts   PORT=8080 HOST=127.0.0.1 PORTAL_HOST=<host:port> (defaults)
  *   curl -i -H 'Host: example.org' http://127.0.0.1:8080/news
  */
 import { pathToFileURL } from 'node:url';

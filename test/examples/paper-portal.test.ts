@@ -114,7 +114,7 @@ describe('paper portal (§9) with real HTTP clients', () => {
   });
 });
 
-describe('npm run demo (the script)', () => {
+describe('examples/paper-portal.ts run as a script', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     it(`prints its address, logs messages as they flow, and stops on ${signal}`, async () => {
       const child = spawn('node_modules/.bin/tsx', ['examples/paper-portal.ts'], {
