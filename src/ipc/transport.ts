@@ -43,7 +43,9 @@ export class SocketTransport implements Transport {
   }
 
   send(addr: Address, m: Message): Promise<SendResult> {
-    return this.link(addr.daemon!).then((l) => l.send(addr.path, m));
+    const l = this.links.get(addr.daemon!);
+    if (l && !l.closed) return l.send(addr.path, m);
+    return this.link(addr.daemon!).then((x) => x.send(addr.path, m));
   }
 
   /** Fire-and-forget: pipelined, no result frame. */
