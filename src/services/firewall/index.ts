@@ -1,0 +1,228 @@
+import { execFile } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import type { Bus } from '../../core/bus.js';
+import { MetanetError } from '../../core/errors.js';
+import { type Context, STOP } from '../../core/listener.js';
+import { type MessageInit, typed } from '../../core/message.js';
+import { checkPath } from '../../core/path.js';
+import { attachTable } from '../table.js';
+import { familyOf, ipv4, mac as macOf, port as portOf, timeout as timeoutOf } from './addr.js';
+import { setElements } from './elements.js';
+import { authSet, buildRuleset, checkOptions, type RulesetOptions, SETS } from './ruleset.js';
+import { type NftAnswer, NftShell } from './shell.js';
+import { emptyState, type FirewallState, loadState, prune, saveState } from './state.js';
+import { firewallTable } from './table.js';
+
+export { closeConnections } from './conntrack.js';
+export { buildRuleset, type RulesetOptions } from './ruleset.js';
+export { firewallTable } from './table.js';
+
+export interface FirewallOptions extends RulesetOptions {
+  /** Mailbox prefix (default `/system/firewall`). */
+  readonly name?: string;
+  /** The nft command, maybe behind a prefix (default `['nft']`; tests: `['ip','netns','exec',NS,'nft']`). */
+  readonly nft?: readonly string[];
+  /** JSON state file; without one nothing survives a restart. */
+  readonly stateFile?: string;
+  /** Seconds an `allow` lasts when it names no timeout (default 3600). */
+  readonly defaultTimeout?: number;
+  /** Per nft command (default 2000 ms). */
+  readonly commandTimeoutMs?: number;
+}
+
+export interface FirewallService {
+  readonly name: string;
+  readonly table: string;
+  /** The script loaded at start (with the restored elements). */
+  readonly ruleset: string;
+  /** PID of the long-lived nft process (for tests and diagnostics). */
+  nftPid(): number | undefined;
+  /** Detach the mailboxes and stop nft. The table stays (clients keep access) unless `removeTable`. */
+  close(opts?: { removeTable?: boolean }): Promise<void>;
+}
+
+/**
+ * nftables for the captive portal: one table of the service's own (`inet metanet`), built at
+ * start with one `nft -f -`, changed through one long-lived `nft -e -j -i`. See docs/services/firewall.md.
+ */
+export async function installFirewallService(bus: Bus, opts: FirewallOptions): Promise<FirewallService> {
+  const name = checkPath(opts.name ?? '/system/firewall');
+  const o = checkOptions(opts);
+  const nft = opts.nft ?? ['nft'];
+  const t = o.table;
+  const defaultTimeout = timeoutOf(opts.defaultTimeout ?? 3600, 'firewall defaultTimeout');
+  let state: FirewallState = opts.stateFile ? loadState(opts.stateFile) : emptyState();
+  const ruleset = buildRuleset(opts, state);
+  await loadRuleset(nft, ruleset);
+  const save = (): void => {
+    state = prune(state);
+    if (opts.stateFile) saveState(opts.stateFile, state);
+  };
+  save();
+
+  const shell = new NftShell({
+    command: nft,
+    timeoutMs: opts.commandTimeoutMs,
+    onFailure: (reason) => bus.post(`${name}/error`, { mailbox: name, error: reason, code: 'EFAIL' }),
+  });
+
+  /** Run a change; nft's refusal becomes an EFAIL error (or `false` when it says the element is missing). */
+  const change = async (line: string, missingOk = false): Promise<NftAnswer & { missing: boolean }> => {
+    const a = await shell.run(line);
+    if (a.errors.length === 0) return { ...a, missing: false };
+    const text = a.errors.join('; ');
+    if (missingOk && a.errors.every((e) => e.includes('No such file or directory')))
+      return { ...a, missing: true };
+    throw new MetanetError('EFAIL', `nft refused "${line}": ${text}`);
+  };
+  const read = async (line: string): Promise<unknown> => {
+    const a = await change(line);
+    if (a.json.length !== 1)
+      throw new MetanetError('EPROTO', `nft: expected one JSON answer to "${line}", got ${a.json.length}`);
+    return a.json[0];
+  };
+  const reply = (ctx: Context, init: MessageInit): void => {
+    if (ctx.replyTo) ctx.reply(init).catch(() => {});
+  };
+  const authKey = (ip: string, mac: string): string => `${ip} . ${mac}`;
+  const smtpKey = (c: string, s: string, p: number): string => `${c} . ${s} . ${p}`;
+
+  const detach = attachTable(bus, name, firewallTable, {
+    '/allow': async (m, ctx) => {
+      const start = performance.now();
+      const ip = m.str('ip');
+      const family = familyOf(ip, `${name}/allow ip`);
+      const mac = macOf(m.str('mac'), `${name}/allow mac`);
+      const timeout = timeoutOf(m.int('timeout', defaultTimeout), `${name}/allow`);
+      const a = await change(
+        `add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }`,
+      );
+      // The address now belongs to this MAC: a binding to another MAC is stale.
+      for (const old of state.clients.filter((c) => c.ip === ip && c.mac !== mac))
+        await change(`delete element inet ${t} ${authSet(family)} { ${authKey(old.ip, old.mac)} }`, true);
+      state.clients = state.clients.filter((c) => c.ip !== ip);
+      state.clients.push({ ip, mac, timeout, expiresAt: Date.now() + timeout * 1000 });
+      save();
+      const latency = (a.echoAt ?? performance.now()) - start;
+      reply(ctx, { ip, mac, family, timeout, latency: typed.float(latency) });
+      return STOP;
+    },
+    '/deny': async (m, ctx) => {
+      const ip = m.str('ip');
+      const family = familyOf(ip, `${name}/deny ip`);
+      const mac = macOf(m.str('mac'), `${name}/deny mac`);
+      const a = await change(`delete element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} }`, true);
+      state.clients = state.clients.filter((c) => !(c.ip === ip && c.mac === mac));
+      if (!state.clients.some((c) => c.ip === ip)) {
+        for (const s of state.smtp.filter((x) => x.client === ip))
+          await change(
+            `delete element inet ${t} ${SETS.smtp4} { ${smtpKey(s.client, s.server, s.port)} }`,
+            true,
+          );
+        state.smtp = state.smtp.filter((x) => x.client !== ip);
+      }
+      save();
+      reply(ctx, { ip, mac, removed: !a.missing });
+      return STOP;
+    },
+    '/smtp/open': async (m, ctx) => {
+      const client = ipv4(m.str('client'), `${name}/smtp/open client`);
+      const server = ipv4(m.str('server'), `${name}/smtp/open server`);
+      const port = portOf(m.int('port', 25), `${name}/smtp/open`);
+      const timeout = timeoutOf(m.int('timeout'), `${name}/smtp/open`);
+      await change(
+        `add element inet ${t} ${SETS.smtp4} { ${smtpKey(client, server, port)} timeout ${timeout}s }`,
+      );
+      state.smtp = state.smtp.filter((s) => !(s.client === client && s.server === server && s.port === port));
+      state.smtp.push({ client, server, port, timeout, expiresAt: Date.now() + timeout * 1000 });
+      save();
+      reply(ctx, { client, server, port, timeout });
+      return STOP;
+    },
+    '/smtp/close': async (m, ctx) => {
+      const client = ipv4(m.str('client'), `${name}/smtp/close client`);
+      const server = ipv4(m.str('server'), `${name}/smtp/close server`);
+      const port = portOf(m.int('port', 25), `${name}/smtp/close`);
+      const a = await change(
+        `delete element inet ${t} ${SETS.smtp4} { ${smtpKey(client, server, port)} }`,
+        true,
+      );
+      state.smtp = state.smtp.filter((s) => !(s.client === client && s.server === server && s.port === port));
+      save();
+      reply(ctx, { client, server, port, removed: !a.missing });
+      return STOP;
+    },
+    '/clients': async (_m, ctx) => {
+      const clients = [];
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const set = authSet(family);
+        for (const e of setElements(await read(`list set inet ${t} ${set}`), set))
+          clients.push({
+            ip: String(e.key[0]),
+            mac: String(e.key[1]),
+            family,
+            timeout: e.timeout,
+            expires: e.expires,
+            packets: e.packets,
+            bytes: e.bytes,
+          });
+      }
+      reply(ctx, { count: clients.length, client: clients });
+      return STOP;
+    },
+    '/list': async (_m, ctx) => {
+      const doc = await read(`list table inet ${t}`);
+      const items = (doc as { nftables?: unknown }).nftables;
+      const sets: string[] = [];
+      const chains: string[] = [];
+      if (Array.isArray(items))
+        for (const it of items) {
+          const s = (it as { set?: { name?: unknown } }).set?.name;
+          const c = (it as { chain?: { name?: unknown } }).chain?.name;
+          if (typeof s === 'string') sets.push(s);
+          if (typeof c === 'string') chains.push(c);
+        }
+      const smtp = setElements(doc, SETS.smtp4).map((e) => ({
+        client: String(e.key[0]),
+        server: String(e.key[1]),
+        port: Number(e.key[2]),
+        timeout: e.timeout,
+        expires: e.expires,
+      }));
+      reply(ctx, { table: `inet ${t}`, ruleset, set: sets, chain: chains, smtp });
+      return STOP;
+    },
+  });
+
+  let closed = false;
+  return {
+    name,
+    table: t,
+    ruleset,
+    nftPid: () => shell.pid,
+    async close(c = {}) {
+      if (closed) return;
+      closed = true;
+      detach();
+      if (c.removeTable) await shell.run(`delete table inet ${t}`).catch(() => {});
+      await shell.close();
+    },
+  };
+}
+
+/** Load the whole ruleset with one `nft -f -`; fails with nft's own message. */
+function loadRuleset(nft: readonly string[], text: string): Promise<void> {
+  const [cmd = 'nft', ...pre] = nft;
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, [...pre, '-f', '-'], { timeout: 10_000 }, (err, _out, stderr) => {
+      if (!err) return resolve();
+      reject(
+        new MetanetError(
+          'ECONFIG',
+          `firewall: nft -f - refused the ruleset: ${stderr.trim() || err.message}`,
+        ),
+      );
+    });
+    child.stdin?.end(text);
+  });
+}

@@ -1,0 +1,217 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { isMetanetError } from '../../../src/core/errors.js';
+import { setElements } from '../../../src/services/firewall/elements.js';
+import { buildRuleset } from '../../../src/services/firewall/ruleset.js';
+import { NftShell } from '../../../src/services/firewall/shell.js';
+import { loadState, parseState, saveState } from '../../../src/services/firewall/state.js';
+import { until } from '../../support/wait.js';
+
+const base = { lan: 'r0', portal: { address: '10.77.0.1', port: 8080 } };
+
+describe('firewall ruleset text', () => {
+  it('replaces only its own table, in one transaction', () => {
+    const text = buildRuleset({ ...base, table: 'portal1' });
+    expect(text.split('\n').slice(0, 3)).toEqual([
+      'add table inet portal1',
+      'delete table inet portal1',
+      'table inet portal1 {',
+    ]);
+    expect(text).not.toMatch(/flush ruleset/);
+    expect(text).toContain('set auth4 { type ipv4_addr . ether_addr; flags timeout; counter; }');
+    expect(text).toContain('dnat ip to 10.77.0.1:8080');
+  });
+
+  it('puts saved elements and walled-garden prefixes in by family, with time left', () => {
+    const now = 1_000_000;
+    const text = buildRuleset(
+      { ...base, garden: ['192.0.2.0/24', '2001:db8::/32'] },
+      {
+        clients: [
+          { ip: '10.77.0.10', mac: '02:00:00:00:00:01', timeout: 3600, expiresAt: now + 600_000 },
+          { ip: 'fd00::10', mac: '02:00:00:00:00:02', timeout: 60, expiresAt: now + 30_500 },
+        ],
+        smtp: [{ client: '10.77.0.10', server: '10.77.1.2', port: 25, timeout: 300, expiresAt: now + 1000 }],
+      },
+      now,
+    );
+    expect(text).toContain('elements = { 10.77.0.10 . 02:00:00:00:00:01 timeout 3600s expires 600s }');
+    expect(text).toContain('elements = { fd00::10 . 02:00:00:00:00:02 timeout 60s expires 31s }');
+    expect(text).toContain('elements = { 10.77.0.10 . 10.77.1.2 . 25 timeout 300s expires 1s }');
+    expect(text).toContain('set garden4 { type ipv4_addr; flags interval; elements = { 192.0.2.0/24 } }');
+    expect(text).toContain('set garden6 { type ipv6_addr; flags interval; elements = { 2001:db8::/32 } }');
+  });
+
+  it('refuses options that would reach nft unchecked, naming them', () => {
+    expect(() => buildRuleset({ ...base, lan: 'r0"; flush ruleset' })).toThrow(/interface name/);
+    expect(() => buildRuleset({ ...base, table: 'a b' })).toThrow(/table name/);
+    expect(() => buildRuleset({ ...base, portal: { address: '::1', port: 80 } })).toThrow(/portal.address/);
+    expect(() => buildRuleset({ ...base, portal: { address: '10.0.0.1', port: 0 } })).toThrow(/portal.port/);
+    expect(() => buildRuleset({ ...base, garden: ['10.0.0.0/33'] })).toThrow(/prefix length/);
+    expect(() => buildRuleset({ ...base, garden: ['example.com'] })).toThrow(/garden/);
+  });
+});
+
+describe('firewall state file', () => {
+  it('round-trips atomically and drops expired entries on load', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fwstate-'));
+    try {
+      const file = join(dir, 'state.json');
+      expect(loadState(file)).toEqual({ clients: [], smtp: [] });
+      const now = Date.now();
+      saveState(file, {
+        clients: [
+          { ip: '10.77.0.10', mac: '02:00:00:00:00:01', timeout: 60, expiresAt: now + 60_000 },
+          { ip: '10.77.0.11', mac: '02:00:00:00:00:02', timeout: 60, expiresAt: now - 1 },
+        ],
+        smtp: [],
+      });
+      expect(JSON.parse(readFileSync(file, 'utf8')).version).toBe(1);
+      expect(loadState(file).clients.map((c) => c.ip)).toEqual(['10.77.0.10']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names what is wrong in a broken file', () => {
+    expect(() => parseState('{')).toThrow(/not JSON/);
+    expect(() => parseState('{"version":2}')).toThrow(/version/);
+    expect(() =>
+      parseState('{"version":1,"clients":[{"ip":"10.0.0.1","mac":"zz","timeout":1,"expiresAt":1}]}'),
+    ).toThrow(/clients\[0\]\.mac/);
+  });
+
+  it('fuzz: any text is a state or an ECONFIG error, never a crash', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.json(),
+          fc.jsonValue().map((v) => JSON.stringify({ version: 1, clients: [v] })),
+        ),
+        (s) => {
+          try {
+            parseState(s);
+          } catch (e) {
+            expect(isMetanetError(e, 'ECONFIG') || isMetanetError(e, 'EBADTUPLE')).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('nft JSON set decoder', () => {
+  it('reads a listed set and an add-element echo (nft 1.0.6 shapes)', () => {
+    const listed = {
+      nftables: [
+        { metainfo: { version: '1.0.6' } },
+        {
+          set: {
+            name: 'auth4',
+            elem: [
+              {
+                elem: {
+                  val: { concat: ['10.77.0.10', '02:00:00:00:00:01'] },
+                  timeout: 3600,
+                  expires: 3599,
+                  counter: { packets: 7, bytes: 420 },
+                },
+              },
+            ],
+          },
+        },
+      ],
+    };
+    expect(setElements(listed, 'auth4')).toEqual([
+      { key: ['10.77.0.10', '02:00:00:00:00:01'], timeout: 3600, expires: 3599, packets: 7, bytes: 420 },
+    ]);
+    const echo = {
+      nftables: [
+        {
+          add: {
+            element: {
+              name: 'smtp4',
+              elem: {
+                set: [
+                  { elem: { val: { concat: ['10.0.0.1', '10.0.0.2', 25] }, timeout: 600, expires: 600 } },
+                ],
+              },
+            },
+          },
+        },
+      ],
+    };
+    expect(setElements(echo, 'smtp4')[0]!.key).toEqual(['10.0.0.1', '10.0.0.2', 25]);
+    expect(
+      setElements({ nftables: [{ set: { name: 'garden4', elem: ['192.0.2.1'] } }] }, 'garden4')[0]!.key,
+    ).toEqual(['192.0.2.1']);
+  });
+
+  it('fuzz: any JSON is elements or an EPROTO error, never a crash', () => {
+    const setLike = fc.record({ name: fc.constantFrom('auth4', 'x'), elem: fc.jsonValue() });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.jsonValue(),
+          fc.jsonValue().map((v) => ({ nftables: [v] })),
+          setLike.map((set) => ({ nftables: [{ set }] })),
+        ),
+        (doc) => {
+          try {
+            setElements(doc, 'auth4');
+          } catch (e) {
+            expect(isMetanetError(e, 'EPROTO')).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('nft shell supervision (stand-in children that misbehave)', () => {
+  it('kills and replaces a child that does not answer, failing the command with ETIMEDOUT', async () => {
+    const failures: string[] = [];
+    const shell = new NftShell({
+      command: ['sh', '-c', 'cat >/dev/null', 'sh'],
+      timeoutMs: 200,
+      onFailure: (r) => failures.push(r),
+    });
+    try {
+      const t0 = Date.now();
+      await expect(shell.run('list ruleset')).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+      expect(Date.now() - t0).toBeLessThan(1500);
+      await until(() => shell.starts >= 2, 'a new child');
+      expect(failures[0]).toMatch(/no answer within 200 ms/);
+    } finally {
+      await shell.close();
+    }
+  });
+
+  it('reports a child that exits and starts another', async () => {
+    const failures: string[] = [];
+    const shell = new NftShell({ command: ['sh', '-c', 'exit 3', 'sh'], onFailure: (r) => failures.push(r) });
+    try {
+      await until(() => failures.length >= 2, 'two failures reported');
+      expect(failures[0]).toMatch(/nft exited \(code 3\)/);
+      expect(shell.starts).toBeGreaterThanOrEqual(2);
+    } finally {
+      await shell.close();
+    }
+    await expect(shell.run('list ruleset')).rejects.toMatchObject({ code: 'ECLOSED' });
+  });
+
+  it('refuses a command with a newline (one command per line)', async () => {
+    const shell = new NftShell({ command: ['sh', '-c', 'cat >/dev/null', 'sh'] });
+    try {
+      await expect(shell.run('list ruleset\nflush ruleset')).rejects.toMatchObject({ code: 'EBADTUPLE' });
+    } finally {
+      await shell.close();
+    }
+  });
+});
