@@ -2,7 +2,8 @@
  * bench/http: requests per second for a small response produced by a bus listener through the
  * HTTP server service, against plain node:http producing the same response, in the same run.
  *
- *   npm run bench:http        (DURATION=5 s per run, CONNECTIONS=50, pipelining 1, ROUNDS=1)
+ *   npm run bench:http        (DURATION=5 s per run, CONNECTIONS=50, pipelining 1, ROUNDS=2: best of two,
+ *                             the kinds interleaved, so a burst of other load hits one run, not a row)
  *
  * Each server runs in a child process (this file forked with `serve <kind>`), so autocannon, the
  * load generator, does not share the server's event loop. Every server gets a 1 s warm-up first.
@@ -27,7 +28,7 @@ import { installHttpService } from '../src/services/http/index.js';
 
 const DURATION = Number(process.env.DURATION ?? 5);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50);
-const ROUNDS = Number(process.env.ROUNDS ?? 1);
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const KINDS = ['plain', 'metanet', 'portal'] as const;
 type Kind = (typeof KINDS)[number];
 const LABEL: Record<Kind, string> = {
