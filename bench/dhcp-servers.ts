@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { Lab } from '../test/support/lab.js';
+import { type Lab, REPO_ROOT } from '../test/support/lab.js';
 import { waitForLine } from '../test/support/wait.js';
 
 /**
@@ -27,7 +27,13 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export type ServerStarter = (lab: Lab, net: BenchNet) => Promise<RunningServer>;
+/** How to run a server for a profile: extra node flags (`--cpu-prof`) and environment (metanet only). */
+export interface StartOptions {
+  readonly nodeArgs?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export type ServerStarter = (lab: Lab, net: BenchNet, opts?: StartOptions) => Promise<RunningServer>;
 
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
@@ -119,7 +125,7 @@ export const startDnsmasq: ServerStarter = async (lab, net) => {
  * MetaNet's dhcpd (src/apps/dhcpd/main.ts), as a process of its own in the router namespace.
  * The config follows src/services/dhcp/config.ts (the server helper's schema).
  */
-export const startMetanet: ServerStarter = async (lab, net) => {
+export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
   const config = {
     listen: [{ interface: net.iface, address: net.serverIp }],
     subnets: [
@@ -134,9 +140,12 @@ export const startMetanet: ServerStarter = async (lab, net) => {
     leaseFile: join(lab.dir, 'metanet-leases.jsonl'),
   };
   const file = lab.file('dhcpd.json', JSON.stringify(config, null, 2));
-  const child = lab.nodeScript(lab.router, 'src/apps/dhcpd/main.ts', ['--config', file, '--dir', lab.dir], {
-    env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn' },
-  });
+  const child = lab.spawn(
+    lab.router,
+    process.execPath,
+    [...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/apps/dhcpd/main.ts', '--config', file, '--dir', lab.dir],
+    { cwd: REPO_ROOT, env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn', ...opts.env } },
+  );
   return ready('metanet', child, /dhcpd ready/, 15_000);
 };
 

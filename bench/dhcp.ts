@@ -3,7 +3,8 @@
  * MetaNet's dhcpd and against Kea and dnsmasq as baselines, in the same lab and the same run.
  *
  *   npm run bench:dhcp -- [--servers metanet,kea,dnsmasq] [--rates 100,250,500,…]
- *                         [--period 3] [--clients 20000]
+ *                         [--period 3] [--clients 20000] [--node-args='--cpu-prof --cpu-prof-dir=/tmp/prof']
+ *                         [--env METANET_LOG=debug,…]
  *
  * Lab: perfdhcp runs in the client namespace as a relay (it sends from port 67 with giaddr = its
  * address 10.78.0.2 on c0); each server runs alone in the router namespace on r0 (10.78.0.1/16) and
@@ -17,12 +18,14 @@
  * Many distinct clients is the point: with `--clients 1` nothing new is written per exchange and
  * dnsmasq served 2,000/s clean here, but it slows as its lease count grows (100–250/s with 20,000
  * clients), while Kea's memfile and our journal only append.
+ * `--node-args` (split on spaces) and `--env` (KEY=VALUE,…) go to MetaNet's dhcpd process only: a CPU
+ * profile is written when it exits at the end of its steps.
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Lab } from '../test/support/lab.js';
-import { type BenchNet, type RunningServer, SERVERS } from './dhcp-servers.js';
+import { type BenchNet, type RunningServer, SERVERS, type StartOptions } from './dhcp-servers.js';
 
 export interface PerfResult {
   requested: number;
@@ -106,13 +109,14 @@ async function benchServer(
   rates: number[],
   period: number,
   clients: number,
+  startOpts: StartOptions,
 ): Promise<PerfResult[]> {
   const start = SERVERS[name];
   if (!start) throw new Error(`unknown server ${name}; known: ${Object.keys(SERVERS).join(', ')}`);
   let server: RunningServer | undefined;
   const results: PerfResult[] = [];
   try {
-    server = await start(lab, NET);
+    server = await start(lab, NET, startOpts);
     await perfdhcp(lab, 100, 1, clients); // warm-up (JIT, caches, first lease writes), not counted
     for (const rate of rates) {
       let r = await perfdhcp(lab, rate, period, clients);
@@ -185,6 +189,8 @@ async function main(): Promise<void> {
       rates: { type: 'string', default: '100,250,500,750,1000,1500,2000,3000,4000,6000,8000' },
       period: { type: 'string', default: '3' },
       clients: { type: 'string', default: '20000' },
+      'node-args': { type: 'string', default: '' },
+      env: { type: 'string', default: '' },
     },
     strict: true,
   });
@@ -195,13 +201,20 @@ async function main(): Promise<void> {
   if (rates.some((r) => !(r > 0)) || !(period >= 1) || !(clients >= 1))
     throw new Error('--rates must be positive numbers, --period >= 1 s, --clients >= 1');
 
+  const env: Record<string, string> = {};
+  for (const kv of values.env.split(',').filter(Boolean)) {
+    const i = kv.indexOf('=');
+    if (i < 1) throw new Error(`--env wants KEY=VALUE pairs separated by commas, not ${kv}`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  const startOpts: StartOptions = { nodeArgs: values['node-args'].split(' ').filter(Boolean), env };
   const all = new Map<string, PerfResult[]>();
   await Lab.with({}, async (lab) => {
     await lab.exec(lab.router, 'ip', ['addr', 'add', `${NET.serverIp}/16`, 'dev', NET.iface]);
     await lab.exec(lab.client, 'ip', ['addr', 'add', `${PERF_IP}/16`, 'dev', 'c0']);
     for (const name of servers) {
       try {
-        all.set(name, await benchServer(lab, name, rates, period, clients));
+        all.set(name, await benchServer(lab, name, rates, period, clients, startOpts));
       } catch (e) {
         process.stderr.write(`${name}: ${(e as Error).message}\n`);
         all.set(name, []);
