@@ -1,0 +1,261 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bus } from '../../../src/core/bus.js';
+import { silentLogger } from '../../../src/core/log.js';
+import type { Message } from '../../../src/core/message.js';
+import {
+  closeConnections,
+  type FirewallService,
+  installFirewallService,
+} from '../../../src/services/firewall/index.js';
+import { have } from '../../support/env.js';
+import { Lab } from '../../support/lab.js';
+import { until } from '../../support/wait.js';
+
+/**
+ * The firewall service in this process, driving real nft inside the lab's router namespace
+ * (`ip netns exec ROUTER nft`). A real client (curl in the client namespace) goes through it to
+ * real HTTP servers (busybox httpd): the portal on the router, "the internet" in the inet namespace.
+ */
+const ok = have(['nft', 'conntrack', 'ip', 'busybox', 'curl'], { root: true });
+
+const V6 = { client: 'fd77::10', router: 'fd77::1', wanRouter: 'fd77:1::1', inet: 'fd77:1::2' };
+
+describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
+  let lab: Lab;
+  let bus: Bus;
+  let fw: FirewallService;
+  let dir: string;
+  let stateFile: string;
+  let mac: string;
+  let ip: string;
+  const errors: Message[] = [];
+
+  const nftCmd = (): string[] => ['ip', 'netns', 'exec', lab.router, 'nft'];
+  const install = (): Promise<FirewallService> =>
+    installFirewallService(bus, {
+      name: '/fw',
+      lan: 'r0',
+      portal: { address: lab.routerLanIp, port: 8080 },
+      nft: nftCmd(),
+      stateFile,
+      garden: ['10.77.1.99'],
+    });
+  /** curl from the client: the body, or `ERR<exit code>`, and how long it took. */
+  const fetch = async (url: string, extra: string[] = []): Promise<{ body: string; ms: number }> => {
+    const t0 = performance.now();
+    const r = await lab.exec(lab.client, 'curl', ['-s', '--connect-timeout', '2', '-m', '4', ...extra, url]);
+    return { body: r.code === 0 ? r.stdout.trim() : `ERR${r.code}`, ms: performance.now() - t0 };
+  };
+  const clients = async (): Promise<Message[]> =>
+    (await bus.request('/fw/clients', {})).all('client').map((t) => t.value as Message);
+  const ruleset = async (): Promise<{
+    nftables: Record<string, { family?: string; name?: string; table?: string }>[];
+  }> => JSON.parse((await lab.exec(lab.router, 'nft', ['-j', 'list', 'ruleset'])).stdout);
+
+  beforeAll(async () => {
+    lab = await Lab.create({ addr: true });
+    dir = mkdtempSync(join(tmpdir(), 'fwlab-'));
+    stateFile = join(dir, 'firewall.json');
+    for (const [d, body] of [
+      ['portal', 'portal'],
+      ['real', 'real'],
+    ] as const) {
+      mkdirSync(join(dir, d));
+      writeFileSync(join(dir, d, 'index.html'), `${body}\n`);
+    }
+    // IPv6 beside IPv4: the client must not walk around the portal over it.
+    const v6 = async (ns: string, args: string[]): Promise<void> => {
+      const r = await lab.exec(ns, 'ip', args);
+      if (r.code !== 0) throw new Error(`ip ${args.join(' ')} in ${ns}: ${r.stderr}`);
+    };
+    await v6(lab.client, ['addr', 'add', `${V6.client}/64`, 'dev', 'c0', 'nodad']);
+    await v6(lab.client, ['-6', 'route', 'add', 'default', 'via', V6.router]);
+    await v6(lab.router, ['addr', 'add', `${V6.router}/64`, 'dev', 'r0', 'nodad']);
+    await v6(lab.router, ['addr', 'add', `${V6.wanRouter}/64`, 'dev', 'r1', 'nodad']);
+    await v6(lab.inet, ['addr', 'add', `${V6.inet}/64`, 'dev', 'i0', 'nodad']);
+    await v6(lab.inet, ['-6', 'route', 'add', 'fd77::/64', 'via', V6.wanRouter]);
+    await lab.exec(lab.router, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+    lab.spawn(lab.router, 'busybox', [
+      'httpd',
+      '-f',
+      '-p',
+      `${lab.routerLanIp}:8080`,
+      '-h',
+      join(dir, 'portal'),
+    ]);
+    lab.spawn(lab.inet, 'busybox', ['httpd', '-f', '-p', '80', '-h', join(dir, 'real')]);
+    lab.spawn(lab.inet, 'busybox', ['httpd', '-f', '-p', '25', '-h', join(dir, 'real')]);
+    const up = async (ns: string, url: string): Promise<boolean> =>
+      (await lab.exec(ns, 'curl', ['-s', '-m', '1', url])).code === 0;
+    await until(() => up(lab.router, `http://${lab.routerLanIp}:8080/`), 'the portal httpd');
+    await until(() => up(lab.inet, 'http://127.0.0.1:80/'), 'the inet httpd on 80');
+    await until(() => up(lab.inet, 'http://127.0.0.1:25/'), 'the inet httpd on 25');
+    // The "system firewall": another table that must survive everything the service does.
+    const sys = await lab.exec(lab.router, 'nft', [
+      'add table inet system; add chain inet system fwd_sys { type filter hook forward priority 10; policy accept; }; add rule inet system fwd_sys counter',
+    ]);
+    expect(sys.code, sys.stderr).toBe(0);
+    mac = await lab.mac(lab.client, 'c0');
+    ip = lab.clientIp(0);
+    bus = new Bus({ name: 'fwtest', logger: silentLogger });
+    bus.append('/fw/error', (m) => {
+      errors.push(m);
+    });
+    fw = await install();
+  });
+
+  afterAll(async () => {
+    await fw?.close({ removeTable: true });
+    await bus?.close();
+    await lab?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('builds its own table (sets, chains) beside the system table', async () => {
+    const doc = await ruleset();
+    const of = (kind: string, table: string): string[] =>
+      doc.nftables
+        .filter((x) => x[kind] && x[kind].table === table && x[kind].family === 'inet')
+        .map((x) => x[kind]!.name!)
+        .sort();
+    expect(of('chain', 'metanet')).toEqual([
+      'authorised4',
+      'authorised6',
+      'forward',
+      'input',
+      'nat_prerouting',
+    ]);
+    expect(of('set', 'metanet')).toEqual(['auth4', 'auth6', 'dns4', 'dns6', 'garden4', 'garden6', 'smtp4']);
+    expect(of('chain', 'system')).toEqual(['fwd_sys']);
+    const listed = await bus.request('/fw/list', {});
+    expect(listed.all('chain').map((t) => t.value)).toContain('forward');
+    expect(listed.str('ruleset')).toBe(fw.ruleset);
+  });
+
+  it('redirects an unauthorised client to the portal, resets HTTPS fast, drops IPv6', async () => {
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('portal');
+    const https = await fetch(`https://${lab.inetIp}/`);
+    expect(https.body).toBe('ERR7'); // connection refused: a reset, not a timeout
+    expect(https.ms).toBeLessThan(1000);
+    expect((await fetch(`http://[${V6.inet}]/`)).body).toBe('ERR28'); // dropped: no answer
+  });
+
+  it('allow: the client reaches the real server; counters grow; allowing again refreshes the timeout', async () => {
+    const r = await bus.request('/fw/allow', { ip, mac: mac.toUpperCase(), timeout: 100 });
+    expect(r.has('error'), r.toString()).toBe(false);
+    expect(r.str('mac')).toBe(mac);
+    expect(r.float('latency')).toBeGreaterThan(0);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    const [c] = await clients();
+    expect(c!.str('ip')).toBe(ip);
+    expect(c!.str('mac')).toBe(mac);
+    expect(c!.int('timeout')).toBe(100);
+    const packets = c!.int('packets');
+    expect(packets).toBeGreaterThan(5);
+    expect(c!.int('bytes')).toBeGreaterThan(300);
+    await bus.request('/fw/allow', { ip, mac, timeout: 500 });
+    const [again] = await clients();
+    expect(again!.int('timeout')).toBe(500);
+    expect(again!.int('expires')).toBeGreaterThan(490);
+    expect(again!.int('packets')).toBeGreaterThanOrEqual(packets);
+    // Still no IPv6 for this client: only its IPv4 address is bound.
+    expect((await fetch(`http://[${V6.inet}]/`)).body).toBe('ERR28');
+    const v6 = await bus.request('/fw/allow', { ip: V6.client, mac });
+    expect(v6.str('family')).toBe('ipv6');
+    expect((await fetch(`http://[${V6.inet}]/`)).body).toBe('real');
+    expect((await clients()).map((x) => x.str('family')).sort()).toEqual(['ipv4', 'ipv6']);
+  });
+
+  it('closeConnections deletes the client flows, and 0 flows is not an error', async () => {
+    const command = ['ip', 'netns', 'exec', lab.router, 'conntrack'];
+    expect(await closeConnections(ip, { command })).toBeGreaterThan(0);
+    expect(await closeConnections(ip, { command })).toBe(0);
+  });
+
+  it('SMTP is closed for authorised clients until opened per client and server', async () => {
+    const smtp = `http://${lab.inetIp}:25/`;
+    expect((await fetch(smtp)).body).toBe('ERR7');
+    const o = await bus.request('/fw/smtp/open', { client: ip, server: lab.inetIp, timeout: 60 });
+    expect(o.int('port')).toBe(25);
+    expect((await fetch(smtp)).body).toBe('real');
+    const listed = (await bus.request('/fw/list', {})).all('smtp').map((t) => t.value as Message);
+    expect(listed.map((s) => s.str('server'))).toEqual([lab.inetIp]);
+    expect((await bus.request('/fw/smtp/close', { client: ip, server: lab.inetIp })).bool('removed')).toBe(
+      true,
+    );
+    expect((await fetch(smtp)).body).toBe('ERR7');
+    expect((await bus.request('/fw/smtp/close', { client: ip, server: lab.inetIp })).bool('removed')).toBe(
+      false,
+    );
+  });
+
+  it('refuses bad tuples with a clear error and keeps serving', async () => {
+    const bad = await bus.request('/fw/allow', { ip, mac: 'nonsense' });
+    expect(bad.str('error')).toMatch(/mac.*"nonsense" is not a MAC/);
+    const inject = await bus.request('/fw/allow', { ip: `${ip} } ; flush ruleset ; {`, mac });
+    expect(inject.str('error')).toMatch(/not an IPv4 or IPv6 address/);
+    const range = await bus.request('/fw/allow', { ip, mac, timeout: 0 });
+    expect(range.str('error')).toMatch(/timeout must be/);
+    expect(errors.length).toBe(3);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    errors.length = 0;
+  });
+
+  it('nft killed: the service reports it, starts another, and keeps working', async () => {
+    const pid = fw.nftPid()!;
+    const reported = bus.wait('/fw/error', { timeout: 3000 });
+    process.kill(pid, 'SIGKILL');
+    expect((await reported).str('error')).toMatch(/nft exited \(signal SIGKILL\)/);
+    await until(() => fw.nftPid() !== undefined && fw.nftPid() !== pid, 'a new nft child');
+    await bus.request('/fw/allow', { ip, mac, timeout: 600 });
+    expect((await clients()).find((c) => c.str('ip') === ip)!.int('timeout')).toBe(600);
+    errors.length = 0;
+  });
+
+  it('deny blocks again; denying a missing client is not an error', async () => {
+    const d = await bus.request('/fw/deny', { ip, mac });
+    expect(d.bool('removed')).toBe(true);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('portal');
+    const again = await bus.request('/fw/deny', { ip, mac });
+    expect(again.has('error')).toBe(false);
+    expect(again.bool('removed')).toBe(false);
+    expect(errors).toEqual([]);
+    await bus.request('/fw/allow', { ip, mac });
+  });
+
+  it('a restart with the same state file rebuilds the table with the client still allowed', async () => {
+    await fw.close();
+    // The table stays when the daemon stops; drop it as a reboot would, to prove the rebuild.
+    expect((await lab.exec(lab.router, 'nft', ['delete', 'table', 'inet', 'metanet'])).code).toBe(0);
+    fw = await install();
+    expect(fw.ruleset).toContain(`${ip} . ${mac} timeout 3600s expires`);
+    const after = await clients();
+    expect(after.map((c) => c.str('ip')).sort()).toEqual([ip, V6.client].sort());
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    expect((await ruleset()).nftables.some((x) => x.chain?.table === 'system')).toBe(true);
+  });
+
+  it('firewall open latency: allow sent → nft echo line, over 200 allows', async () => {
+    const echo: number[] = [];
+    const roundTrip: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const a = `10.77.${100 + (i >> 8)}.${i & 255}`;
+      const m = `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+      const t0 = performance.now();
+      const r = await bus.request('/fw/allow', { ip: a, mac: m, timeout: 60 });
+      roundTrip.push(performance.now() - t0);
+      echo.push(r.float('latency'));
+    }
+    const pct = (xs: number[], p: number): number =>
+      [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+    const line = `firewall open latency over 200 allows: echo p50 ${pct(echo, 50).toFixed(2)} ms, p99 ${pct(echo, 99).toFixed(2)} ms; request round trip p50 ${pct(roundTrip, 50).toFixed(2)} ms, p99 ${pct(roundTrip, 99).toFixed(2)} ms`;
+    console.log(line);
+    expect((await clients()).length).toBe(202);
+    expect(pct(echo, 50)).toBeLessThan(50);
+  });
+});
