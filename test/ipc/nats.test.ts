@@ -196,6 +196,14 @@ describe.skipIf(!ok)('NATS: two machines in one process', () => {
     expect(seen).toBe('m1/d1:/system/relay/other/inbox');
   });
 
+  it('a message larger than the NATS max_payload fails its send clearly', async () => {
+    const { b1 } = await pair();
+    const e = await b1.send('m2.lan/d2:/echo', { b: Buffer.alloc(2 * 1024 * 1024) }).catch((x: unknown) => x);
+    expect(isMetanetError(e, 'EUNREACHABLE')).toBe(true);
+    expect(String(e)).toMatch(/cannot reach m2\.lan\/d2:\/echo over NATS: .*payload/i);
+    expect((await b1.request('m2.lan/d2:/echo', { after: 'big' })).str('after')).toBe('big');
+  });
+
   it('bad payloads get an EPROTO answer and the daemon keeps serving', async () => {
     const { b1 } = await pair();
     const nc: NatsConnection = await connect({ servers: nats.url });

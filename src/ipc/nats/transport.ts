@@ -139,7 +139,13 @@ export class NatsTransport implements Transport {
     } catch (e) {
       return Promise.reject(this.failure(e, addr, subject));
     }
-    return this.nc.request(subject, payload, { timeout: this.o.timeout }).then(
+    let pending: Promise<Msg>;
+    try {
+      pending = this.nc.request(subject, payload, { timeout: this.o.timeout });
+    } catch (e) {
+      return Promise.reject(this.failure(e, addr, subject));
+    }
+    return pending.then(
       (r) => {
         const f = unpack(r.data, [F.RESULT, F.ERROR]);
         if (f[0] === F.ERROR) throw errorFromFrame(f, `${addr.host}/${addr.daemon}`);
@@ -374,7 +380,8 @@ export class NatsTransport implements Transport {
         this.proxies.get(subject)?.remove();
         this.proxies.delete(subject);
         this.bus.log.log('info', 'remote listener gone', { mailbox: path, subject });
-      } else this.bus.log.log('warn', 'remote listener unreachable', { mailbox: path, error: String(e) });
+      } else if (!this.closed)
+        this.bus.log.log('warn', 'remote listener unreachable', { mailbox: path, error: String(e) });
       return onTimeout === 'stop' ? STOP : CONTINUE;
     }
     const f = unpack(r.data, [F.VERDICT, F.ERROR]);
