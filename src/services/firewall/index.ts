@@ -66,15 +66,35 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
     onFailure: (reason) => bus.post(`${name}/error`, { mailbox: name, error: reason, code: 'EFAIL' }),
   });
 
-  /** Run a change; nft's refusal becomes an EFAIL error (or `false` when it says the element is missing). */
-  const change = async (line: string, missingOk = false): Promise<NftAnswer & { missing: boolean }> => {
+  /**
+   * Run a change; nft's refusal becomes an EFAIL error. "No such file or directory" means the element
+   * is missing (`missingOk`: a delete of what is gone), or else that the table itself is gone (someone
+   * ran `flush ruleset`): then the table is rebuilt from the state, reported on `<name>/error`, and
+   * the command tried once more.
+   */
+  const change = async (
+    line: string,
+    missingOk = false,
+    retried = false,
+  ): Promise<NftAnswer & { missing: boolean }> => {
     const a = await shell.run(line);
     if (a.errors.length === 0) return { ...a, missing: false };
     const text = a.errors.join('; ');
-    if (missingOk && a.errors.every((e) => e.includes('No such file or directory')))
-      return { ...a, missing: true };
+    const enoent = a.errors.every((e) => e.includes('No such file or directory'));
+    if (enoent && missingOk) return { ...a, missing: true };
+    if (enoent && !retried && !(await tableExists())) {
+      await loadRuleset(nft, buildRuleset(opts, prune(state)));
+      bus.post(`${name}/error`, {
+        mailbox: name,
+        error: `table inet ${t} was gone (flushed by someone else): rebuilt from the saved state`,
+        code: 'EFAIL',
+      });
+      return change(line, missingOk, true);
+    }
     throw new MetanetError('EFAIL', `nft refused "${line}": ${text}`);
   };
+  const tableExists = async (): Promise<boolean> =>
+    (await shell.run(`list table inet ${t}`)).errors.length === 0;
   const read = async (line: string): Promise<unknown> => {
     const a = await change(line);
     if (a.json.length !== 1)

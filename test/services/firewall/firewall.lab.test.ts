@@ -217,6 +217,17 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     errors.length = 0;
   });
 
+  it('table deleted behind its back: the next change rebuilds it from the state and says so', async () => {
+    expect((await lab.exec(lab.router, 'nft', ['delete', 'table', 'inet', 'metanet'])).code).toBe(0);
+    const reported = bus.wait('/fw/error', { timeout: 3000 });
+    const r = await bus.request('/fw/allow', { ip, mac, timeout: 700 });
+    expect(r.has('error'), r.toString()).toBe(false);
+    expect((await reported).str('error')).toMatch(/was gone.*rebuilt/);
+    expect((await clients()).find((c) => c.str('ip') === ip)!.int('timeout')).toBe(700);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    errors.length = 0;
+  });
+
   it('deny blocks again; denying a missing client is not an error', async () => {
     const d = await bus.request('/fw/deny', { ip, mac });
     expect(d.bool('removed')).toBe(true);
