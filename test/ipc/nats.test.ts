@@ -8,7 +8,7 @@ import { attachNats } from '../../src/ipc/nats/attach.js';
 import { unpack } from '../../src/ipc/nats/frames.js';
 import { F, fromWire } from '../../src/ipc/wire.js';
 import { have } from '../support/env.js';
-import { type NatsServer, startNats } from '../support/nats.js';
+import { freePort, type NatsServer, startNats } from '../support/nats.js';
 
 const ok = have(['nats-server']);
 
@@ -202,6 +202,23 @@ describe.skipIf(!ok)('NATS: two machines in one process', () => {
     expect(isMetanetError(e, 'EUNREACHABLE')).toBe(true);
     expect(String(e)).toMatch(/cannot reach m2\.lan\/d2:\/echo over NATS: .*payload/i);
     expect((await b1.request('m2.lan/d2:/echo', { after: 'big' })).str('after')).toBe('big');
+  });
+
+  it('attachNats refuses a nameless bus, a bad host, and says when no NATS server answers', async () => {
+    await expect(attachNats(new Bus(), { servers: nats.url })).rejects.toMatchObject({ code: 'ECONFIG' });
+    const b = new Bus({ name: 'x' });
+    buses.push(b);
+    await expect(attachNats(b, { servers: nats.url, host: 'a/b' })).rejects.toThrow(/bad host name "a\/b"/);
+    await expect(attachNats(b, { servers: nats.url, host: 'h', prefix: 'a b' })).rejects.toMatchObject({
+      code: 'ECONFIG',
+    });
+    const port = await freePort();
+    const t0 = performance.now();
+    await expect(attachNats(b, { servers: `nats://127.0.0.1:${port}`, host: 'h' })).rejects.toThrow(
+      new RegExp(`cannot connect to NATS at nats://127.0.0.1:${port}`),
+    );
+    expect(performance.now() - t0).toBeLessThan(2000);
+    await expect(b.send('h2/y:/z')).rejects.toMatchObject({ code: 'ENOREMOTE' });
   });
 
   it('bad payloads get an EPROTO answer and the daemon keeps serving', async () => {
