@@ -25,20 +25,15 @@ function bad(what: string, input: string, why: string): never {
   throw new MetanetError('EBADPATH', `bad ${what} ${JSON.stringify(input)}: ${why}`);
 }
 
-/**
- * Paths and addresses already found valid, so hot paths (every IPC frame, every remote post)
- * skip the regexes. Bounded: cleared when full.
- */
-const goodPaths = new Set<string>();
-const parsed = new Map<string, Address>();
-const MEMO = 4096;
+/** The common case in one regex; anything it rejects goes through the detailed check for its error. */
+const VALID_PATH = /^(?:\/[A-Za-z0-9_.\-+@=]{1,128}){1,32}$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 
 /** Returns the path unchanged when valid; throws EBADPATH naming what is wrong otherwise. */
 export function checkPath(path: string): string {
-  if (goodPaths.has(path)) return path;
+  if (typeof path === 'string' && path.length <= MAX_PATH && VALID_PATH.test(path) && !DOT_SEGMENT.test(path))
+    return path;
   validatePath(path);
-  if (goodPaths.size >= MEMO) goodPaths.clear();
-  goodPaths.add(path);
   return path;
 }
 
@@ -66,15 +61,6 @@ export function checkName(name: string, what = 'daemon name'): string {
 
 /** Parse `[host/]daemon:/path` or a bare `/path`. */
 export function parseAddress(addr: string): Address {
-  const known = parsed.get(addr);
-  if (known !== undefined) return known;
-  const a = parse(addr);
-  if (parsed.size >= MEMO) parsed.clear();
-  parsed.set(addr, a);
-  return a;
-}
-
-function parse(addr: string): Address {
   if (typeof addr !== 'string') bad('address', String(addr), 'not a string');
   const colon = addr.indexOf(':/');
   if (colon < 0) {
