@@ -13,6 +13,11 @@ export function familyOf(ip: string, what: string): Family {
   throw new MetanetError('EBADTUPLE', `${what}: ${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
 }
 
+/** The address in one spelling (IPv6 compressed, lowercase, as nft prints it), so state entries compare equal. */
+export function canonicalIp(ip: string, what: string): string {
+  return familyOf(ip, what) === 'ipv4' ? ip : new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+}
+
 export function ipv4(ip: string, what: string): string {
   if (!isIPv4(ip))
     throw new MetanetError('EBADTUPLE', `${what}: ${JSON.stringify(ip)} is not an IPv4 address`);

@@ -6,7 +6,7 @@ import { type Context, STOP } from '../../core/listener.js';
 import { type MessageInit, typed } from '../../core/message.js';
 import { checkPath } from '../../core/path.js';
 import { attachTable } from '../table.js';
-import { familyOf, ipv4, mac as macOf, port as portOf, timeout as timeoutOf } from './addr.js';
+import { canonicalIp, familyOf, ipv4, mac as macOf, port as portOf, timeout as timeoutOf } from './addr.js';
 import { setElements } from './elements.js';
 import { authSet, buildRuleset, checkOptions, type RulesetOptions, SETS } from './ruleset.js';
 import { type NftAnswer, NftShell } from './shell.js';
@@ -82,13 +82,16 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
     const text = a.errors.join('; ');
     const enoent = a.errors.every((e) => e.includes('No such file or directory'));
     if (enoent && missingOk) return { ...a, missing: true };
-    if (enoent && !retried && !(await tableExists())) {
-      await loadRuleset(nft, buildRuleset(opts, prune(state)));
-      bus.post(`${name}/error`, {
-        mailbox: name,
-        error: `table inet ${t} was gone (flushed by someone else): rebuilt from the saved state`,
-        code: 'EFAIL',
-      });
+    if (enoent && !retried) {
+      // Another command may have rebuilt it meanwhile: then just try again.
+      if (!(await tableExists())) {
+        await loadRuleset(nft, buildRuleset(opts, prune(state)));
+        bus.post(`${name}/error`, {
+          mailbox: name,
+          error: `table inet ${t} was gone (flushed by someone else): rebuilt from the saved state`,
+          code: 'EFAIL',
+        });
+      }
       return change(line, missingOk, true);
     }
     throw new MetanetError('EFAIL', `nft refused "${line}": ${text}`);
@@ -110,7 +113,7 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
   const detach = attachTable(bus, name, firewallTable, {
     '/allow': async (m, ctx) => {
       const start = performance.now();
-      const ip = m.str('ip');
+      const ip = canonicalIp(m.str('ip'), `${name}/allow ip`);
       const family = familyOf(ip, `${name}/allow ip`);
       const mac = macOf(m.str('mac'), `${name}/allow mac`);
       const timeout = timeoutOf(m.int('timeout', defaultTimeout), `${name}/allow`);
@@ -128,7 +131,7 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       return STOP;
     },
     '/deny': async (m, ctx) => {
-      const ip = m.str('ip');
+      const ip = canonicalIp(m.str('ip'), `${name}/deny ip`);
       const family = familyOf(ip, `${name}/deny ip`);
       const mac = macOf(m.str('mac'), `${name}/deny mac`);
       const a = await change(`delete element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} }`, true);

@@ -1,6 +1,6 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { MetanetError } from '../../core/errors.js';
-import { familyOf, ipv4, mac, port, timeout } from './addr.js';
+import { canonicalIp, ipv4, mac, port, timeout } from './addr.js';
 import type { SavedClient, SavedSmtp } from './ruleset.js';
 
 /**
@@ -32,8 +32,7 @@ export function parseState(text: string, now = Date.now()): FirewallState {
     throw new MetanetError('ECONFIG', 'firewall state: expected an object with "version": 1');
   const clients = list(raw.clients, 'clients').map((c, i): SavedClient => {
     const where = `firewall state clients[${i}]`;
-    const ip = str(c.ip, `${where}.ip`);
-    familyOf(ip, `${where}.ip`);
+    const ip = canonicalIp(str(c.ip, `${where}.ip`), `${where}.ip`);
     return {
       ip,
       mac: mac(str(c.mac, `${where}.mac`), `${where}.mac`),

@@ -165,8 +165,9 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     expect(again!.int('packets')).toBeGreaterThanOrEqual(packets);
     // Still no IPv6 for this client: only its IPv4 address is bound.
     expect((await fetch(`http://[${V6.inet}]/`)).body).toBe('ERR28');
-    const v6 = await bus.request('/fw/allow', { ip: V6.client, mac });
+    const v6 = await bus.request('/fw/allow', { ip: 'FD77:0::10', mac }); // any spelling: one client
     expect(v6.str('family')).toBe('ipv6');
+    expect(v6.str('ip')).toBe(V6.client);
     expect((await fetch(`http://[${V6.inet}]/`)).body).toBe('real');
     expect((await clients()).map((x) => x.str('family')).sort()).toEqual(['ipv4', 'ipv6']);
   });
