@@ -10,6 +10,8 @@ import type { LeaseStore } from './leases.js';
  */
 export class Pool {
   private readonly offers = new Map<string, { mac: string; until: number }>();
+  /** The address held for each client (the reverse of `offers`): every per-packet step is O(1). */
+  private readonly offerOfMac = new Map<string, string>();
   private readonly staticByMac = new Map<string, StaticHost>();
   private readonly staticByIp = new Map<string, StaticHost>();
   private readonly ours: Set<string>;
@@ -67,7 +69,7 @@ export class Pool {
     // changed under a lease), none — that client is NAKed at its next renewal.
     if (st && inCidr(subnet.cidr, ipToInt(st.ip)))
       return this.refusal(st.ip, mac, subnet, now) ? undefined : st.ip;
-    const offered = [...this.offers].find(([, o]) => o.mac === mac && o.until > now)?.[0];
+    const offered = this.offeredTo(mac, now);
     if (offered && this.inSubnet(offered, subnet) && !this.refusal(offered, mac, subnet, now)) return offered;
     const prev = this.store.ofMac(mac);
     if (prev && this.inSubnet(prev.ip, subnet) && !this.refusal(prev.ip, mac, subnet, now)) return prev.ip;
@@ -110,22 +112,33 @@ export class Pool {
   /** Hold `ip` for `mac` (an OFFER was sent). A client holds at most one offer. */
   hold(ip: string, mac: string, seconds: number): void {
     this.dropOffer(mac);
+    const other = this.offers.get(ip);
+    if (other !== undefined && this.offerOfMac.get(other.mac) === ip) this.offerOfMac.delete(other.mac);
     this.offers.set(ip, { mac, until: this.now() + seconds * 1000 });
+    this.offerOfMac.set(mac, ip);
   }
 
   dropOffer(mac: string): void {
-    for (const [ip, o] of this.offers) if (o.mac === mac) this.offers.delete(ip);
+    const ip = this.offerOfMac.get(mac);
+    if (ip === undefined) return;
+    this.offerOfMac.delete(mac);
+    if (this.offers.get(ip)?.mac === mac) this.offers.delete(ip);
   }
 
-  offeredTo(mac: string): string | undefined {
-    const now = this.now();
-    for (const [ip, o] of this.offers) if (o.mac === mac && o.until > now) return ip;
-    return undefined;
+  offeredTo(mac: string, now = this.now()): string | undefined {
+    const ip = this.offerOfMac.get(mac);
+    if (ip === undefined) return undefined;
+    const o = this.offers.get(ip);
+    return o !== undefined && o.mac === mac && o.until > now ? ip : undefined;
   }
 
   /** Forget expired offers. */
   sweep(): void {
     const now = this.now();
-    for (const [ip, o] of this.offers) if (o.until <= now) this.offers.delete(ip);
+    for (const [ip, o] of this.offers)
+      if (o.until <= now) {
+        this.offers.delete(ip);
+        if (this.offerOfMac.get(o.mac) === ip) this.offerOfMac.delete(o.mac);
+      }
   }
 }

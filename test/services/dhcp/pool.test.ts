@@ -68,4 +68,30 @@ describe('address pool', () => {
     expect(r.pool.propose('02:00:00:00:00:aa', lan())).toBe('10.77.0.50');
     expect(r.pool.propose('02:00:00:00:00:aa', r.config.subnets[1]!)).toBe('10.88.0.10');
   });
+
+  it('keeps one offer per client and per address when an address is re-held for another client', () => {
+    r.pool.hold('10.77.0.103', 'm1', 30);
+    r.pool.hold('10.77.0.103', 'm2', 30); // m1's hold lapsed into m2's (e.g. the lookup chose it)
+    expect(r.pool.offeredTo('m1')).toBeUndefined();
+    expect(r.pool.offeredTo('m2')).toBe('10.77.0.103');
+    r.pool.dropOffer('m1'); // must not drop m2's
+    expect(r.pool.offeredTo('m2')).toBe('10.77.0.103');
+    r.pool.hold('10.77.0.104', 'm2', 30); // a client holds one offer: 103 is free again
+    expect(r.pool.refusal('10.77.0.103', 'm3', lan())).toBeUndefined();
+    r.clock.t += 31_000;
+    r.pool.sweep();
+    expect(r.pool.offeredTo('m2')).toBeUndefined();
+  });
+
+  it('stays fast with many offers outstanding (clients that never REQUEST)', () => {
+    const s = r.config.subnets[0]!;
+    for (let i = 0; i < 20_000; i++) r.pool.hold(`10.77.${(i >> 8) & 255}.${i & 255}`, `x${i}`, 30);
+    const t0 = performance.now();
+    for (let i = 0; i < 20_000; i++) {
+      r.pool.offeredTo(`x${i}`);
+      r.pool.dropOffer(`x${i}`);
+    }
+    r.pool.propose('m9', s);
+    expect(performance.now() - t0).toBeLessThan(1000); // a scan per call took minutes
+  });
 });
