@@ -28,33 +28,65 @@ export interface ReplyPlan {
 
 const u32 = (code: number, v: number): DhcpOption => valueToOption(code, v);
 
+/**
+ * Options that are the same for every reply of a subnet, encoded once (a reply used to encode
+ * ~10 options per packet). Option buffers are shared between replies: nothing writes into them.
+ */
+interface SubnetOptions {
+  /** 1, 3, 6, 15, 114, 28 in this order (the order of the "other configured options"). */
+  readonly base: readonly DhcpOption[];
+  /** 51, 58, 59 for the subnet's own lease time. */
+  readonly times: readonly DhcpOption[];
+}
+const bySubnet = new WeakMap<SubnetConfig, SubnetOptions>();
+const typeOptions = new Map<number, DhcpOption>();
+const serverIds = new Map<string, DhcpOption>();
+
+function subnetOptions(s: SubnetConfig): SubnetOptions {
+  let c = bySubnet.get(s);
+  if (c === undefined) {
+    const base = [valueToOption(1, intToIp(s.cidr.mask))];
+    if (s.router.length) base.push(valueToOption(3, s.router));
+    if (s.dns.length) base.push(valueToOption(6, s.dns));
+    if (s.domain) base.push(valueToOption(15, s.domain));
+    if (s.captivePortal) base.push(valueToOption(114, s.captivePortal));
+    base.push(valueToOption(28, intToIp(s.cidr.broadcast)));
+    c = { base, times: [u32(51, s.leaseTime), u32(58, s.renewalTime), u32(59, s.rebindingTime)] };
+    bySubnet.set(s, c);
+  }
+  return c;
+}
+
+function cached<K>(cache: Map<K, DhcpOption>, key: K, make: () => DhcpOption): DhcpOption {
+  let o = cache.get(key);
+  if (o === undefined) {
+    o = make();
+    if (cache.size < 1024) cache.set(key, o);
+  }
+  return o;
+}
+
+const NEVER_CONFIGURED = new Set([53, 54, 82]);
+
 export function buildReply(req: DhcpPacket, plan: ReplyPlan): DhcpPacket {
   const s = plan.subnet;
-  const head: DhcpOption[] = [valueToOption(53, plan.type), valueToOption(54, plan.serverId)];
+  const head: DhcpOption[] = [
+    cached(typeOptions, plan.type, () => valueToOption(53, plan.type)),
+    cached(serverIds, plan.serverId, () => valueToOption(54, plan.serverId)),
+  ];
   const avail = new Map<number, DhcpOption>();
   if (plan.type === MessageType.NAK) {
     if (plan.message) head.push(valueToOption(56, plan.message.slice(0, 250)));
   } else {
+    const so = subnetOptions(s);
     if (!plan.inform) {
       const lease = plan.decision?.leaseTime ?? s.leaseTime;
-      const same = lease === s.leaseTime;
-      head.push(
-        u32(51, lease),
-        u32(58, same ? s.renewalTime : Math.floor(lease / 2)),
-        u32(59, same ? s.rebindingTime : Math.floor((lease * 7) / 8)),
-      );
+      if (lease === s.leaseTime) head.push(...so.times);
+      else head.push(u32(51, lease), u32(58, Math.floor(lease / 2)), u32(59, Math.floor((lease * 7) / 8)));
     }
-    const put = (o: DhcpOption): void => {
-      avail.set(o.code, o);
-    };
-    put(valueToOption(1, intToIp(s.cidr.mask)));
-    if (s.router.length) put(valueToOption(3, s.router));
-    if (s.dns.length) put(valueToOption(6, s.dns));
-    if (s.domain) put(valueToOption(15, s.domain));
-    if (s.captivePortal) put(valueToOption(114, s.captivePortal));
-    put(valueToOption(28, intToIp(s.cidr.broadcast)));
-    if (plan.decision?.hostname) put(valueToOption(12, plan.decision.hostname));
-    for (const o of plan.configOptions) if (![53, 54, 82].includes(o.code)) put(o);
+    for (const o of so.base) avail.set(o.code, o);
+    if (plan.decision?.hostname) avail.set(12, valueToOption(12, plan.decision.hostname));
+    for (const o of plan.configOptions) if (!NEVER_CONFIGURED.has(o.code)) avail.set(o.code, o);
     if (plan.inform) for (const c of [51, 58, 59]) avail.delete(c);
   }
   const placed = new Set(head.map((o) => o.code));
