@@ -24,7 +24,7 @@ async function startOther(): Promise<ChildProcess> {
   const c = runTs(FIXTURE, [nats.url, 'p2', 'fxd', 'm1/d1:/guarded']);
   fx = c;
   await waitForLine(c, /^ready p2\/fxd$/, 15000);
-  await waitForLine(c, /^attached$/, 5000);
+  await waitForLine(c, /^attached$/, 15000);
   return c;
 }
 
