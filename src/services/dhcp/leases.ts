@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../../core/log.js';
@@ -31,6 +31,9 @@ export type JournalLine =
   | { op: 'free'; mac: string; ip: string; at: number; reason: FreeReason }
   | { op: 'decline'; ip: string; until: number };
 
+/** fdatasyncs in flight at once (libuv has 4 threads for all file work). */
+const MAX_SYNCS = 2;
+
 export interface LeaseStoreOptions {
   readonly log?: Logger;
   readonly now?: () => number;
@@ -44,6 +47,11 @@ export class LeaseStore {
   private pending: { line: string; done: (e?: Error) => void }[] = [];
   private lock: Promise<void> = Promise.resolve();
   private flushQueued = false;
+  /** fdatasyncs running now (each covers every line written before it started). */
+  private syncing = 0;
+  /** Compaction or close owns the file: lines wait in `pending`. */
+  private paused = false;
+  private idleWaiters: (() => void)[] = [];
   private closed = false;
   /** Lines appended since the last compaction. */
   journalLines = 0;
@@ -221,29 +229,70 @@ export class LeaseStore {
     this.apply(j);
     return new Promise((resolve, reject) => {
       this.pending.push({ line: `${JSON.stringify(j)}\n`, done: (e) => (e ? reject(e) : resolve()) });
-      if (!this.flushQueued) {
-        this.flushQueued = true;
-        this.exclusive(() => this.flush());
-      }
+      this.kick();
     });
   }
 
-  /** Group commit: every line queued so far goes out in one write and one fdatasync. */
-  private async flush(): Promise<void> {
+  /**
+   * Group commit, pipelined: the lines queued in this turn of the loop are written (one write to
+   * the page cache, synchronous: ~10 us) and one fdatasync covers them all. Up to MAX_SYNCS
+   * fdatasyncs run at once, so a change never waits for an earlier batch's sync to finish before
+   * its own starts (the kernel makes each sync cover everything written before it). When they are
+   * all busy, what arrives meanwhile waits and goes out as one batch when one returns.
+   */
+  private kick(): void {
+    if (this.flushQueued || this.paused || this.syncing >= MAX_SYNCS || this.pending.length === 0) return;
+    this.flushQueued = true;
+    queueMicrotask(this.flush);
+  }
+
+  private readonly flush = (): void => {
     this.flushQueued = false;
+    if (this.paused || this.syncing >= MAX_SYNCS || this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    if (batch.length === 0) return;
-    try {
-      if (!this.fh) throw new Error('lease store is not open');
-      await this.fh.write(batch.map((b) => b.line).join(''));
-      await this.fh.datasync();
-      this.journalLines += batch.length;
-      for (const b of batch) b.done();
-    } catch (e) {
+    const fd = this.fh?.fd;
+    const failed = (e: Error): void => {
       this.log?.log('error', 'lease journal write failed', { file: this.file, error: e });
-      for (const b of batch) b.done(e as Error);
+      for (const b of batch) b.done(e);
+    };
+    try {
+      if (fd === undefined) throw new Error('lease store is not open');
+      let text = batch[0]!.line;
+      for (let i = 1; i < batch.length; i++) text += batch[i]!.line;
+      const buf = Buffer.from(text);
+      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+    } catch (e) {
+      failed(e as Error);
+      this.settled();
+      return;
     }
+    this.syncing++;
+    fdatasync(fd, (e) => {
+      this.syncing--;
+      if (e) failed(e);
+      else {
+        this.journalLines += batch.length;
+        for (const b of batch) b.done();
+      }
+      this.settled();
+      this.kick();
+    });
+  };
+
+  /** Wake those waiting for every queued line to be on disk, if that is now. */
+  private settled(): void {
+    if (this.syncing === 0 && (this.pending.length === 0 || this.paused) && this.idleWaiters.length)
+      for (const f of this.idleWaiters.splice(0)) f();
+  }
+
+  /** Resolves when no sync runs and (unless paused) every queued line is on disk. */
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.kick();
+      this.settled();
+    });
   }
 
   private exclusive(fn: () => Promise<void>): Promise<void> {
@@ -252,39 +301,51 @@ export class LeaseStore {
     return next;
   }
 
-  /** Rewrite the file as the current state (atomic: temp file, fsync, rename, fsync dir). */
+  /** Compact: wait for running syncs, then rewrite the file as the current state. */
   compact(): Promise<void> {
     return this.exclusive(async () => {
-      const now = this.now();
-      const lines: JournalLine[] = [{ op: 'header', version: 1 }];
-      for (const l of this.byIp.values()) {
-        const c: JournalLine = { op: 'commit', mac: l.mac, ip: l.ip, expires: l.expires };
-        if (l.hostname !== undefined) c.hostname = l.hostname;
-        lines.push(c);
-        if (l.state === 'free')
-          lines.push({ op: 'free', mac: l.mac, ip: l.ip, at: l.expires, reason: 'release' });
-      }
-      for (const [ip, until] of this.declined) if (until > now) lines.push({ op: 'decline', ip, until });
-      const tmp = `${this.file}.tmp`;
-      const t = await open(tmp, 'w', 0o640);
+      this.paused = true;
       try {
-        await t.write(lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
-        await t.sync();
+        await this.idle();
+        await this.rewrite();
       } finally {
-        await t.close();
+        this.paused = false;
+        this.kick();
       }
-      await this.fh?.close();
-      this.fh = undefined;
-      await rename(tmp, this.file);
-      const d = openSync(dirname(this.file), 'r');
-      try {
-        fsyncSync(d);
-      } finally {
-        closeSync(d);
-      }
-      this.fh = await open(this.file, 'a', 0o640);
-      this.journalLines = 0;
     });
+  }
+
+  /** Rewrite the file as the current state (atomic: temp file, fsync, rename, fsync dir). */
+  private async rewrite(): Promise<void> {
+    const now = this.now();
+    const lines: JournalLine[] = [{ op: 'header', version: 1 }];
+    for (const l of this.byIp.values()) {
+      const c: JournalLine = { op: 'commit', mac: l.mac, ip: l.ip, expires: l.expires };
+      if (l.hostname !== undefined) c.hostname = l.hostname;
+      lines.push(c);
+      if (l.state === 'free')
+        lines.push({ op: 'free', mac: l.mac, ip: l.ip, at: l.expires, reason: 'release' });
+    }
+    for (const [ip, until] of this.declined) if (until > now) lines.push({ op: 'decline', ip, until });
+    const tmp = `${this.file}.tmp`;
+    const t = await open(tmp, 'w', 0o640);
+    try {
+      await t.write(lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+      await t.sync();
+    } finally {
+      await t.close();
+    }
+    await this.fh?.close();
+    this.fh = undefined;
+    await rename(tmp, this.file);
+    const d = openSync(dirname(this.file), 'r');
+    try {
+      fsyncSync(d);
+    } finally {
+      closeSync(d);
+    }
+    this.fh = await open(this.file, 'a', 0o640);
+    this.journalLines = 0;
   }
 
   /** Finish pending writes and close the file. */
@@ -292,6 +353,7 @@ export class LeaseStore {
     if (this.closed) return;
     this.closed = true;
     await this.exclusive(async () => {
+      await this.idle(); // every queued change written and synced
       await this.fh?.close();
       this.fh = undefined;
     });
