@@ -79,6 +79,25 @@ describe('lease store', () => {
     }
   }, 40000);
 
+  it('many changes in flight with compactions among them: each resolves, close() waits for the queue', async () => {
+    const file = join(t.dir, 'l.jsonl');
+    const s = await LeaseStore.open(file);
+    const expires = Date.now() + 60_000;
+    const all: Promise<void>[] = [];
+    for (let i = 0; i < 1000; i++) {
+      all.push(s.commit({ mac: `m${i}`, ip: `10.1.${i >> 8}.${i & 255}`, expires }));
+      if (i % 250 === 125) all.push(s.compact());
+      if (i % 100 === 0) await Promise.resolve(); // spread over several batches
+    }
+    const late = s.commit({ mac: 'late', ip: '10.2.0.1', expires });
+    await s.close(); // flushes what is queued
+    await Promise.all([...all, late]);
+    const again = await LeaseStore.open(file);
+    expect(again.all().length).toBe(1001);
+    expect(again.ofMac('late')?.ip).toBe('10.2.0.1');
+    await again.close();
+  });
+
   it('ignores a torn last line with a warning, and compacts it away', async () => {
     const file = join(t.dir, 'leases.jsonl');
     const s1 = await LeaseStore.open(file);
