@@ -146,7 +146,11 @@ export class Bus {
   readonly name: string | undefined;
   readonly log: Logger;
   private readonly boxes = new Map<string, Mailbox>();
-  private queue: Delivery[] = [];
+  /**
+   * Two slots per queued message: a Delivery and `undefined` (from send), or a Mailbox and the
+   * Message (from post: no Delivery is allocated unless the chain needs one).
+   */
+  private queue: (Delivery | Mailbox | Message | undefined)[] = [];
   private scheduled: NodeJS.Immediate | undefined;
   private nextId = 1;
   private closed = false;
@@ -307,9 +311,11 @@ export class Bus {
     if (this.closed) throw new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`);
     const mb = address.charCodeAt(0) === 47 /* '/' */ ? this.boxes.get(address) : undefined;
     if (mb !== undefined) {
-      this.push(
-        new Delivery(this, mb, address, init instanceof Message ? init : Message.from(init), undefined),
-      );
+      const m = init instanceof Message ? init : Message.from(init);
+      if (this.taps.length > 0) for (const t of this.taps) t(address, m, mb.chain.length > 0);
+      this.queue.push(mb, m);
+      this.inflight++;
+      if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
       return;
     }
     if (address.charCodeAt(0) !== 47) {
@@ -347,7 +353,7 @@ export class Bus {
   private push(d: Delivery): void {
     if (this.taps.length > 0)
       for (const t of this.taps) t(d.path, d.msg, d.mb !== undefined && d.mb.chain.length > 0);
-    this.queue.push(d);
+    this.queue.push(d, undefined);
     this.inflight++;
     if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
   }
@@ -368,8 +374,61 @@ export class Bus {
     this.scheduled = undefined;
     const q = this.queue;
     this.queue = [];
-    for (let i = 0; i < q.length; i++) this.start(q[i]!);
+    for (let i = 0; i < q.length; i += 2) {
+      const a = q[i];
+      if (a instanceof Delivery) this.start(a);
+      else this.fast(a as Mailbox, q[i + 1] as Message);
+    }
   };
+
+  /**
+   * A posted message: walk a chain of synchronous, context-free listeners without allocating a
+   * Delivery; at anything else (a context, a promise, a verdict, an error, nobody listening, a
+   * serial mailbox) take a Delivery from where the walk is and go on the general way.
+   */
+  private fast(mb: Mailbox, m: Message): void {
+    const chain = mb.chain;
+    let ran = 0;
+    if (!mb.serial)
+      for (let i = 0; i < chain.length; i++) {
+        const a = chain[i]!;
+        if (a.removed) continue;
+        if (a.wantsContext) {
+          this.run(this.resume(mb, m, chain, i, ran));
+          return;
+        }
+        let r: unknown;
+        try {
+          r = a.fn(m, NO_CONTEXT);
+        } catch (e) {
+          const d = this.resume(mb, m, chain, i + 1, ran + 1);
+          this.failed(d, a.info, e);
+          this.run(d);
+          return;
+        }
+        ran++;
+        if (r === undefined || r === CONTINUE) continue;
+        const d = this.resume(mb, m, chain, i + 1, ran);
+        if (isThenable(r)) void this.runAsync(d, a.info, r);
+        else if (this.verdict(d, a.info, r)) this.finish(d);
+        else this.run(d);
+        return;
+      }
+    if (ran === 0) {
+      this.start(new Delivery(this, mb, mb.path, m, undefined));
+      return;
+    }
+    this.inflight--;
+    if (this.inflight === 0 && this.idle.length) for (const f of this.idle.splice(0)) f();
+  }
+
+  private resume(mb: Mailbox, m: Message, chain: readonly Attached[], next: number, ran: number): Delivery {
+    const d = new Delivery(this, mb, mb.path, m, undefined);
+    d.chain = chain;
+    d.next = next;
+    d.ran = ran;
+    return d;
+  }
 
   private start(d: Delivery): void {
     const mb = d.mb;
