@@ -162,7 +162,8 @@ async function main(): Promise<void> {
     console.log(
       '\np50/p99: issue → answer of each allow (request → reply; spawn → exit; line written → JSON echo).' +
         '\n"at once" rows: every allow issued together, so their latency includes the wait in the queue.' +
-        "\nMetaNet echo: the reply's latency tuple, allow received by the service → nft's JSON echo." +
+        "\nMetaNet echo: the reply's latency tuple, allow received by the service → nft's JSON echo" +
+        ' (in the "at once" row it includes the wait for the shell).' +
         '\nWhat limits the figures: nft itself (one netlink transaction per line: the raw rows) and,' +
         "\nper process, fork+exec of ip and nft plus nft's start-up (netlink cache load). The service runs" +
         '\none command at a time and follows each with a sync marker (a second nft round) so that errors' +
