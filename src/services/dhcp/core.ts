@@ -100,7 +100,7 @@ export class DhcpCore {
   private readonly globalOptions: DhcpOption[];
   private readonly subnetOptions = new Map<SubnetConfig, DhcpOption[]>();
   private readonly hostOptions = new Map<string, DhcpOption[]>();
-  private poolHandle: { remove(): void } | undefined;
+  private poolHandle: { readonly id: number; remove(): void } | undefined;
 
   constructor(
     readonly bus: Bus,
@@ -273,6 +273,22 @@ export class DhcpCore {
     type: 'discover' | 'request',
     requested: string | undefined,
   ): Promise<Decision | undefined> {
+    if (this.onlyPoolListens()) {
+      // Nobody else is in the chain: what the pool listener would answer, without the round trip
+      // (a message, a reply mailbox, a waiter, a timer and two turns of the loop per packet).
+      const ip = this.pool.propose(mac, subnet, requested);
+      if (ip === undefined) return undefined;
+      this.counters.lookupsAnswered++;
+      const st = this.pool.staticHost(mac);
+      const own = st?.ip === ip;
+      return {
+        ip,
+        leaseTime: undefined,
+        hostname: own ? st.hostname : undefined,
+        options: [],
+        source: own ? 'static' : 'pool',
+      };
+    }
     const hostname = getOption(p, 12);
     const init: MessageInit = {
       mac,
@@ -342,6 +358,12 @@ export class DhcpCore {
       options: [],
       source: 'pool',
     };
+  }
+
+  /** The lookup chain is the stock pool listener alone (no local, remote or waiting listener). */
+  private onlyPoolListens(): boolean {
+    const chain = this.bus.mailbox(DHCPD_BASE + LOOKUP.suffix)?.listeners;
+    return chain !== undefined && chain.length === 1 && chain[0]!.id === this.poolHandle?.id;
   }
 
   private messageOptions(m: Message): DhcpOption[] {
