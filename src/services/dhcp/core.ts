@@ -451,7 +451,7 @@ export class DhcpCore {
       subnet: subnet.name,
       hostname,
     });
-    this.log.log('info', 'dhcp: lease', { mac, ip: wanted, state, source: d.source, leaseTime });
+    this.log.log('debug', 'dhcp: lease', { mac, ip: wanted, state, source: d.source, leaseTime });
     return this.reply(p, subnet, {
       type: MessageType.ACK,
       yiaddr: wanted,
@@ -462,7 +462,7 @@ export class DhcpCore {
 
   private nak(p: DhcpPacket, subnet: SubnetConfig, mac: string, why: string): Outbound {
     this.counters.naks++;
-    this.log.log('info', 'dhcp: NAK', { mac, why });
+    this.log.log('debug', 'dhcp: NAK', { mac, why });
     return this.reply(p, subnet, {
       type: MessageType.NAK,
       yiaddr: ZERO,
@@ -500,7 +500,7 @@ export class DhcpCore {
     if (await this.store.free(mac, p.ciaddr, 'release')) {
       this.counters.releases++;
       this.bus.post(DHCPD_BASE + RELEASED.suffix, { mac, ip: p.ciaddr, reason: 'release' });
-      this.log.log('info', 'dhcp: released', { mac, ip: p.ciaddr });
+      this.log.log('debug', 'dhcp: released', { mac, ip: p.ciaddr });
     }
     return undefined;
   }
@@ -568,7 +568,7 @@ export class DhcpCore {
     this.pool.sweep();
     for (const l of await this.store.expire(this.now())) {
       this.bus.post(DHCPD_BASE + RELEASED.suffix, { mac: l.mac, ip: l.ip, reason: 'expired' });
-      this.log.log('info', 'dhcp: lease expired', { mac: l.mac, ip: l.ip });
+      this.log.log('debug', 'dhcp: lease expired', { mac: l.mac, ip: l.ip });
     }
   }
 }
