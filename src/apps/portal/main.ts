@@ -25,9 +25,15 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     bus.log.log('info', 'portal stopping', { signal });
+    const t0 = Date.now();
     await portal.close();
-    await daemon.close();
+    bus.log.log('debug', 'portal closed', { ms: Date.now() - t0 });
+    // daemon.close() waits for the socket server to close, which waits for every connected peer:
+    // close the peers' links at the same time (see the report: a fix belongs in src/ipc/daemon.ts).
+    await Promise.all([daemon.close(), daemon.transport.close()]);
+    bus.log.log('debug', 'daemon socket closed', { ms: Date.now() - t0 });
     await bus.close();
+    bus.log.log('debug', 'bus closed', { ms: Date.now() - t0 });
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -140,7 +140,9 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       respond(
         m.str('clientname'),
         302,
-        { ...NO_STORE, Location: target, 'Content-Type': HTML },
+        // Connection: close: a kept-alive connection to a foreign host would stay redirected to
+        // the portal after login (the browser would reuse it for the original page).
+        { ...NO_STORE, Location: target, Connection: 'close', 'Content-Type': HTML },
         moved(target, asked),
       );
     }
