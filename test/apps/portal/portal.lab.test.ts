@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Browser, chromium } from 'playwright-core';
@@ -10,7 +11,7 @@ import type { Message } from '../../../src/core/message.js';
 import { attachClient } from '../../../src/ipc/daemon.js';
 import { have } from '../../support/env.js';
 import { Lab } from '../../support/lab.js';
-import { waitForLine } from '../../support/wait.js';
+import { until, waitForLine } from '../../support/wait.js';
 
 /**
  * The portal daemon (src/apps/portal/main.ts) in the lab's router namespace, driving real nft and
@@ -236,5 +237,34 @@ http.createServer((q, s) => {
     expect((await curl(inetUrl)).body).toBe(REAL);
     expect((await api()).captive).toBe(false);
     expect((await clients()).map((c) => c.str('mac'))).toEqual([mac]);
+  });
+
+  it('(7) the session limit: the firewall cuts the client off and the portal record agrees', async () => {
+    await bus.request('portal:/portal/logout', { ip });
+    await stopPortal();
+    const cfg = JSON.parse(readFileSync(config, 'utf8')) as Record<string, unknown>;
+    writeFileSync(config, JSON.stringify({ ...cfg, sessionSeconds: 2 }));
+    await startPortal();
+    const token = tokenOf((await curl(portalUrl)).body);
+    const t0 = performance.now();
+    const login = await curl(`${portalUrl}accept`, [
+      '-d',
+      `csrf=${token}&url=${encodeURIComponent(inetUrl)}`,
+    ]);
+    process.stderr.write(
+      `login POST → 303 (curl, in-namespace): ${(performance.now() - t0).toFixed(0)} ms\n`,
+    );
+    expect(login.code).toBe(303);
+    expect(login.location).toBe(inetUrl);
+    expect((await curl(inetUrl)).body).toBe(REAL);
+    expect((await api())['seconds-remaining']).toBeLessThanOrEqual(2);
+    await until(
+      async () => (await curl(inetUrl)).code === 302,
+      'the firewall to cut the client off',
+      5000,
+      200,
+    );
+    expect((await api()).captive).toBe(true);
+    expect(await clients()).toEqual([]);
   });
 });
