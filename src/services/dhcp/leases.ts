@@ -32,7 +32,7 @@ export type JournalLine =
   | { op: 'decline'; ip: string; until: number };
 
 /** fdatasyncs in flight at once (libuv has 4 threads for all file work). */
-const MAX_SYNCS = 2;
+const MAX_SYNCS = 3;
 
 export interface LeaseStoreOptions {
   readonly log?: Logger;
