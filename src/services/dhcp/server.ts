@@ -19,6 +19,9 @@ import { DHCPD_BASE, DHCPD_TABLE } from './table.js';
  * device (SO_BINDTODEVICE): see "Several interfaces" in docs/services/dhcp.md.
  */
 
+/** Asked for each socket's receive buffer (SO_RCVBUF; the kernel caps it at net.core.rmem_max). */
+const RECV_BUFFER_BYTES = 4 << 20;
+
 export interface DhcpServerOptions {
   /** Server port (67). Tests use others. */
   readonly port?: number;
@@ -146,7 +149,10 @@ export async function startDhcpServer(
   };
 
   const open = async (address: string): Promise<Socket> => {
-    const s = createSocket({ type: 'udp4', reuseAddr: true });
+    // A large receive buffer: while the process is off the CPU (a GC, a busy machine) a burst of
+    // requests queues in the kernel instead of being dropped (RcvbufErrors). The kernel caps it
+    // at net.core.rmem_max.
+    const s = createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
     s.on('message', onMessage);
     s.on('error', (e) => log.log('error', 'dhcp: socket error', { address, error: e }));
     await bind(s, port, address);
