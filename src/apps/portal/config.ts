@@ -35,6 +35,8 @@ export const PortalConfigSchema = z.strictObject({
       'Be kind to others on the network: no spam, no attacks, no illegal content.\n\n' +
         'Traffic may be shaped so that everyone gets a fair share.',
     ),
+  /** Append the stock `/portal/auth` listener that accepts everyone; false: only hooks decide (none → 503). */
+  stockAuth: z.boolean().default(true),
   /** How long `/portal/auth` may take (ms) before the client is told to try again. */
   authTimeoutMs: z.number().int().min(10).max(60000).default(5000),
   /** Delay (ms) between the 303 after login and cutting the client's redirected connections. */

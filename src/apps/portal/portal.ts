@@ -78,15 +78,17 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       await allow(s.ip, s.mac, Math.max(1, Math.ceil((s.expires - Date.now()) / 1000)));
 
     // Authentication is a mailbox: this stock listener, appended, accepts everyone who accepted.
-    const stock = bus.append(
-      `${name}/auth`,
-      async (_m, ctx) => {
-        await ctx.reply({ ok: true });
-        return STOP;
-      },
-      { app: 'portal', auth: 'accept-policy' },
-    );
-    cleanup.push(() => stock.remove());
+    if (config.stockAuth) {
+      const stock = bus.append(
+        `${name}/auth`,
+        async (_m, ctx) => {
+          await ctx.reply({ ok: true });
+          return STOP;
+        },
+        { app: 'portal', auth: 'accept-policy' },
+      );
+      cleanup.push(() => stock.remove());
+    }
 
     const detach = attachTable(bus, name, portalTable, {
       '/clients': async (_m, ctx) => {

@@ -9,6 +9,7 @@ import { esc, moved, safeUrl, splash } from '../../../src/apps/portal/pages.js';
 import { loadSessions, parseSessions, Sessions } from '../../../src/apps/portal/sessions.js';
 import { Tokens } from '../../../src/apps/portal/tokens.js';
 import { isMetanetError } from '../../../src/core/errors.js';
+import { ROOT, runTs } from '../../support/daemons.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'portal-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -165,4 +166,19 @@ describe('config', () => {
       /ECONFIG|extra|Unrecognized/,
     );
   });
+});
+
+describe('the daemon entry', () => {
+  it('exits 1 naming the bad field of its config', async () => {
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, JSON.stringify({ address: '10.0.0.1', lan: 'x', sessionSeconds: 0 }));
+    const child = runTs(join(ROOT, 'src/apps/portal/main.ts'), ['--config', file]);
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    const code = await new Promise((r) => child.once('exit', r));
+    expect(code).toBe(1);
+    expect(err).toMatch(/bad\.json: sessionSeconds: Too small/);
+  }, 20000);
 });
