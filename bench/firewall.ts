@@ -31,14 +31,18 @@ import { conditions, fmt, ms, pct, table } from './report-support.js';
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const N = Number(process.env.N ?? 500);
 const TIMEOUT_S = 3600;
+/** Clients already allowed for the second table, and allows per cell there. */
+const SIZES = (process.env.SIZES ?? '0,1000,3000').split(',').map(Number);
+const N_SCALE = Number(process.env.N_SCALE ?? 100);
 
-const METHODS = ['mn-state', 'mn-nostate', 'process', 'raw', 'mn-burst', 'raw-burst'] as const;
+const METHODS = ['mn-state', 'mn-nostate', 'process', 'raw', 'raw-marker', 'mn-burst', 'raw-burst'] as const;
 type Method = (typeof METHODS)[number];
 const LABEL: Record<Method, string> = {
   'mn-state': 'MetaNet allow, state file (as the portal)',
   'mn-nostate': 'MetaNet allow, no state file',
   process: 'nft process per change',
   raw: 'raw nft -e -j -i, one line at a time',
+  'raw-marker': 'raw nft -j -i + marker line (no echo)',
   'mn-burst': `MetaNet allow, state file, ${N} at once`,
   'raw-burst': `raw nft -e -j -i, ${N} lines at once`,
 };
@@ -53,6 +57,7 @@ interface Run {
 
 /** Client i of batch b: an address and a MAC no other batch uses. */
 function client(b: number, i: number): { ip: string; mac: string } {
+  if (b > 155 || i > 65535) throw new Error(`bench/firewall: no address for client ${i} of batch ${b}`);
   const h = (x: number): string => x.toString(16).padStart(2, '0');
   return { ip: `10.${100 + b}.${i >> 8}.${i & 255}`, mac: `02:${h(b)}:00:00:${h(i >> 8)}:${h(i & 255)}` };
 }
@@ -77,58 +82,100 @@ async function main(): Promise<void> {
   }
   const nftVersion = execFileSync('nft', ['--version'], { encoding: 'utf8' }).trim();
   const dir = mkdtempSync(join(tmpdir(), 'mn-bench-fw-'));
+  const stateFile = join(dir, 'firewall.json');
   let lab: Lab | undefined;
   let bus: Bus | undefined;
-  const services: FirewallService[] = [];
-  let shell: RawShell | undefined;
+  let services: FirewallService[] = [];
+  const shells: RawShell[] = [];
   try {
     lab = await Lab.create({});
-    const nft = ['ip', 'netns', 'exec', lab.router, 'nft'];
-    bus = new Bus({ name: 'fwbench', logger: silentLogger });
-    const base = { lan: 'r0', portal: { address: lab.routerLanIp, port: 8080 }, nft };
-    services.push(
-      await installFirewallService(bus, { ...base, name: '/fw', stateFile: join(dir, 'firewall.json') }),
-      await installFirewallService(bus, { ...base, name: '/fw2', table: 'mnbench2' }),
-    );
-    shell = new RawShell(nft);
-    const b = bus;
-    const sh = shell;
+    const l = lab;
     const ns = lab.router;
-
-    const runs: Record<Method, (batch: number) => Promise<Run>> = {
-      'mn-state': (batch) => metanet(b, '/fw', batch, false),
-      'mn-nostate': (batch) => metanet(b, '/fw2', batch, false),
-      'mn-burst': (batch) => metanet(b, '/fw', batch, true),
-      process: (batch) => perProcess(ns, batch),
-      raw: (batch) => sh.sequential(batch),
-      'raw-burst': (batch) => sh.burst(batch),
+    const nft = ['ip', 'netns', 'exec', ns, 'nft'];
+    const b = new Bus({ name: 'fwbench', logger: silentLogger });
+    bus = b;
+    const base = { lan: 'r0', portal: { address: lab.routerLanIp, port: 8080 }, nft };
+    /** Both services (re)installed on empty sets and an empty state file: every run starts alike. */
+    const reset = async (): Promise<void> => {
+      for (const s of services) await s.close({ removeTable: true });
+      rmSync(stateFile, { force: true });
+      services = [
+        await installFirewallService(b, { ...base, name: '/fw', stateFile }),
+        await installFirewallService(b, { ...base, name: '/fw2', table: 'mnbench2' }),
+      ];
     };
-    // warm-up: one of each (JIT, nft's caches), on batches 150–152
-    await metanet(b, '/fw', 150, false, 20);
-    await perProcess(ns, 151, 5);
-    await sh.sequential(152, 20);
+    const count = async (t: string): Promise<number> => {
+      const r = await l.exec(ns, 'nft', ['-j', 'list', 'set', 'inet', t, 'auth4']);
+      const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
+      return doc.nftables.find((x) => x.set)?.set?.elem?.length ?? 0;
+    };
+    /** `n` clients already allowed (one `nft -f -` transaction), as a busy portal has. */
+    const prefill = async (n: number): Promise<void> => {
+      if (n === 0) return;
+      const elems = Array.from({ length: n }, (_, i) => client(90, i))
+        .map((c) => `${c.ip} . ${c.mac} timeout ${TIMEOUT_S}s`)
+        .join(', ');
+      const r = await l.exec(ns, 'nft', ['-f', '-'], {
+        input: `add element inet metanet auth4 { ${elems} }\n`,
+      });
+      if (r.code !== 0) throw new Error(`bench/firewall: prefill refused: ${r.stderr}`);
+    };
+    await reset();
+    const echo = new RawShell(nft, 'echo');
+    const marker = new RawShell(nft, 'marker');
+    shells.push(echo, marker);
+
+    const runs: Record<Method, (batch: number, n?: number) => Promise<Run>> = {
+      'mn-state': (batch, n) => metanet(b, '/fw', batch, false, n),
+      'mn-nostate': (batch, n) => metanet(b, '/fw2', batch, false, n),
+      process: (batch, n) => perProcess(ns, batch, n),
+      raw: (batch, n) => echo.sequential(batch, n),
+      'raw-marker': (batch, n) => marker.sequential(batch, n),
+      'mn-burst': (batch, n) => metanet(b, '/fw', batch, true, n),
+      'raw-burst': (batch, n) => echo.burst(batch, n),
+    };
+    // warm-up: a few of each (JIT, nft's caches)
+    // (distinct clients: nft echoes nothing for an element that is already there)
+    for (const [i, m] of METHODS.entries()) await runs[m](140 + i, 10);
 
     const best = new Map<Method, Run>();
-    const perMethod = new Map<Method, number>();
     let batch = 0;
     for (let round = 0; round < ROUNDS; round++)
       for (const m of METHODS) {
+        await reset();
+        if (batch >= 90) throw new Error('bench/firewall: too many runs (batches 90+ are the prefill)');
         const r = await runs[m](batch++);
-        perMethod.set(m, (perMethod.get(m) ?? 0) + 1);
+        // The work was really done: every allow is an element of its table.
+        const t = m === 'mn-nostate' ? 'mnbench2' : 'metanet';
+        const c = await count(t);
+        if (c !== N)
+          throw new Error(`bench/firewall: ${m} made ${N} allows, nft lists ${c} elements in ${t}`);
+        process.stderr.write(
+          `round ${round + 1} ${m}: ${fmt(r.rate)} allows/s, p50 ${ms(pct(r.lat, 50))}, p99 ${ms(pct(r.lat, 99))}\n`,
+        );
         const old = best.get(m);
         if (!old || r.rate > old.rate) best.set(m, r);
       }
 
-    // The work was really done: every allow is an element of its table.
-    const count = async (t: string): Promise<number> => {
-      const r = await lab!.exec(ns, 'nft', ['-j', 'list', 'set', 'inet', t, 'auth4']);
-      const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
-      return doc.nftables.find((x) => x.set)?.set?.elem?.length ?? 0;
-    };
-    const inMain = ROUNDS * N * 5 + 20 + 5 + 20;
-    const [c1, c2] = [await count('metanet'), await count('mnbench2')];
-    if (c1 !== inMain || c2 !== ROUNDS * N)
-      throw new Error(`bench/firewall: expected ${inMain} + ${ROUNDS * N} elements, nft lists ${c1} + ${c2}`);
+    // The cost of one allow against the number of clients already allowed.
+    const scaleRows: string[][] = [];
+    const SCALED: Method[] = ['mn-state', 'raw', 'raw-marker', 'process'];
+    for (const size of SIZES) {
+      await reset();
+      await prefill(size);
+      const row = [fmt(size)];
+      for (const m of SCALED) {
+        const r = await runs[m](batch++, N_SCALE);
+        row.push(`${ms(pct(r.lat, 50))} / ${ms(pct(r.lat, 99))}`);
+      }
+      const c = await count('metanet');
+      if (c !== size + SCALED.length * N_SCALE)
+        throw new Error(
+          `bench/firewall: expected ${size + SCALED.length * N_SCALE} elements, nft lists ${c}`,
+        );
+      scaleRows.push(row);
+      process.stderr.write(`${size} allowed: ${row.slice(1).join(', ')}\n`);
+    }
 
     const ref = best.get('mn-state')!.rate;
     const rows = METHODS.map((m) => {
@@ -143,8 +190,8 @@ async function main(): Promise<void> {
       ];
     });
     console.log(
-      `\nbench/firewall — ${N} allows of distinct clients per run, best of ${ROUNDS} (methods interleaved); ` +
-        `${nftVersion} in a network namespace; ${conditions()}\n`,
+      `\nbench/firewall — ${N} allows of distinct clients per run, each run on empty sets, best of ${ROUNDS} ` +
+        `(methods interleaved); ${nftVersion} in a network namespace; ${conditions()}\n`,
     );
     console.log(
       table(
@@ -160,19 +207,35 @@ async function main(): Promise<void> {
       ),
     );
     console.log(
-      '\np50/p99: issue → answer of each allow (request → reply; spawn → exit; line written → JSON echo).' +
-        '\n"at once" rows: every allow issued together, so their latency includes the wait in the queue.' +
-        "\nMetaNet echo: the reply's latency tuple, allow received by the service → nft's JSON echo" +
-        ' (in the "at once" row it includes the wait for the shell).' +
-        '\nWhat limits the figures: nft itself (one netlink transaction per line: the raw rows) and,' +
-        "\nper process, fork+exec of ip and nft plus nft's start-up (netlink cache load). The service runs" +
-        '\none command at a time and follows each with a sync marker (a second nft round) so that errors' +
-        '\nand deletes, which nft does not echo, are matched to their command; it also rewrites its state' +
-        `\nfile on every change (it holds up to ${ROUNDS * N * 2 + 20} clients by the last run). Other load on the` +
-        '\nmachine moves the p99 most.',
+      `\nOne allow (p50 / p99) against the clients already in the set: ${N_SCALE} allows per cell, one run; ` +
+        "MetaNet here with a fresh state file (its cost is nft's).\n",
+    );
+    console.log(
+      table(
+        [
+          ' clients allowed',
+          ' MetaNet allow',
+          ' raw -e -j -i (echo)',
+          ' raw -j -i + marker (no echo)',
+          ' nft process',
+        ],
+        scaleRows,
+      ),
+    );
+    console.log(
+      '\np50/p99: issue → answer of each allow (request → reply; spawn → exit; line written → JSON echo,' +
+        '\nor → the marker line nft rejects after it). "at once" rows: every allow issued together, so their' +
+        "\nlatency includes the wait in the queue. MetaNet echo: the reply's latency tuple, allow received by" +
+        '\nthe service → nft\'s JSON echo (in the "at once" row it includes the wait for the shell).' +
+        '\nWhat limits the figures: nft itself (one netlink transaction per line: the raw rows) and, per' +
+        "\nprocess, fork+exec of ip and nft plus nft's start-up. The service runs one command at a time with" +
+        '\n-e (echo) and follows each with a sync marker so that errors and deletes, which nft does not' +
+        '\necho, are matched to their command; with a state file it rewrites it on every change (up to' +
+        ` ${N} clients here).` +
+        '\nOther load on the machine moves the p99 most.',
     );
   } finally {
-    await shell?.close();
+    for (const sh of shells) await sh.close();
     for (const s of services) await s.close({ removeTable: true }).catch(() => {});
     await bus?.close(100).catch(() => {});
     await lab?.close();
@@ -184,7 +247,11 @@ async function main(): Promise<void> {
 async function metanet(bus: Bus, name: string, batch: number, burst: boolean, n = N): Promise<Run> {
   const one = async (i: number): Promise<[number, number]> => {
     const t = performance.now();
-    const r = await bus.request(`${name}/allow`, { ...client(batch, i), timeout: TIMEOUT_S });
+    const r = await bus.request(
+      `${name}/allow`,
+      { ...client(batch, i), timeout: TIMEOUT_S },
+      { timeout: burst ? 120_000 : 5000 },
+    );
     const dt = performance.now() - t;
     if (r.has('error')) throw new Error(`bench/firewall: ${name}/allow failed: ${r.str('error')}`);
     return [dt, r.float('latency')];
@@ -213,35 +280,53 @@ async function perProcess(ns: string, batch: number, n = N): Promise<Run> {
   return { lat, echo: [], rate: n / ((performance.now() - t0) / 1000) };
 }
 
-/** One long-lived `nft -e -j -i` without MetaNet: a line in, wait for its JSON echo line. */
+/**
+ * One long-lived nft without MetaNet. `echo`: `nft -e -j -i`, a line in, wait for its JSON echo.
+ * `marker`: `nft -j -i` (no echo), a line in followed by a line nft rejects (`mk<n>`), wait for
+ * nft's error about it — how to learn a change is done without echo (stderr merged into stdout).
+ */
 class RawShell {
   private readonly child: ChildProcessWithoutNullStreams;
   private buf = '';
-  private waiting: (() => void)[] = [];
+  private readonly waiting: { marker?: string; done: () => void }[] = [];
   private failure?: Error;
+  private seq = 0;
 
-  constructor(nft: readonly string[]) {
-    const [cmd, ...args] = nft;
-    this.child = spawn(cmd!, [...args, '-e', '-j', '-i']);
+  constructor(
+    nft: readonly string[],
+    private readonly mode: 'echo' | 'marker',
+  ) {
+    const flags = mode === 'echo' ? ['-e', '-j', '-i'] : ['-j', '-i'];
+    this.child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...nft, ...flags]);
     this.child.stdout.setEncoding('utf8');
     this.child.stdout.on('data', (d: string) => {
       this.buf += d;
       let nl = this.buf.indexOf('\n');
       while (nl >= 0) {
-        const line = this.buf.slice(0, nl);
+        this.onLine(this.buf.slice(0, nl));
         this.buf = this.buf.slice(nl + 1);
-        if (line.startsWith('{')) this.waiting.shift()?.();
         nl = this.buf.indexOf('\n');
       }
     });
-    this.child.stderr.setEncoding('utf8');
-    this.child.stderr.on('data', (d: string) => {
-      this.failure ??= new Error(`bench/firewall: raw nft said: ${d.trim()}`);
-    });
   }
 
-  private echo(): Promise<void> {
-    return new Promise((resolve) => this.waiting.push(resolve));
+  private onLine(line: string): void {
+    const w = this.waiting[0];
+    if (this.mode === 'echo') {
+      if (line.startsWith('{')) this.waiting.shift()?.done();
+      else if (line.startsWith('Error:')) {
+        this.failure ??= new Error(`bench/firewall: raw nft said: ${line}`);
+        this.waiting.shift()?.done();
+      }
+    } else if (w && line === w.marker) this.waiting.shift()?.done();
+  }
+
+  /** The text for client i of a batch, and a promise of its answer. */
+  private line(batch: number, i: number): [string, Promise<void>] {
+    const marker = this.mode === 'marker' ? `mk${++this.seq}` : undefined;
+    const done = new Promise<void>((resolve) => this.waiting.push({ marker, done: resolve }));
+    const add = `${addLine('metanet', client(batch, i))}\n`;
+    return [marker ? `${add}${marker}\n` : add, done];
   }
 
   async sequential(batch: number, n = N): Promise<Run> {
@@ -249,8 +334,8 @@ class RawShell {
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       const t = performance.now();
-      const done = this.echo();
-      this.child.stdin.write(`${addLine('metanet', client(batch, i))}\n`);
+      const [text, done] = this.line(batch, i);
+      this.child.stdin.write(text);
       await this.within(done);
       lat.push(performance.now() - t);
     }
@@ -260,21 +345,20 @@ class RawShell {
   async burst(batch: number, n = N): Promise<Run> {
     const t0 = performance.now();
     const lat: number[] = [];
-    const all = Array.from({ length: n }, () => this.echo().then(() => lat.push(performance.now() - t0)));
-    this.child.stdin.write(
-      Array.from({ length: n }, (_, i) => `${addLine('metanet', client(batch, i))}\n`).join(''),
-    );
+    const lines = Array.from({ length: n }, (_, i) => this.line(batch, i));
+    const all = lines.map(([, done]) => done.then(() => lat.push(performance.now() - t0)));
+    this.child.stdin.write(lines.map(([text]) => text).join(''));
     await this.within(Promise.all(all));
     return { lat, echo: [], rate: n / ((performance.now() - t0) / 1000) };
   }
 
-  /** Wait for `p`, failing clearly when nft complained or stayed silent for 10 s. */
+  /** Wait for `p`, failing clearly when nft complained or stayed silent for 60 s. */
   private async within(p: Promise<unknown>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(this.failure ?? new Error('bench/firewall: raw nft gave no echo within 10 s')),
-        10_000,
+        () => reject(this.failure ?? new Error('bench/firewall: raw nft gave no answer within 60 s')),
+        60_000,
       );
     });
     try {
