@@ -246,6 +246,22 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
     expect(r.core.counters.lookupsAnswered).toBeGreaterThan(0);
   });
 
+  it('/dhcpd/lookup: with the pool alone no message is sent; a listener that passes sees every lookup', async () => {
+    const seen: string[] = [];
+    const untap = r.bus.tap((path, m) => {
+      if (path === '/dhcpd/lookup') seen.push(m.str('type'));
+    });
+    const ip = await lease(MAC);
+    expect(seen).toEqual([]); // asked the pool directly
+    expect(r.core.counters.lookupsAnswered).toBe(2);
+    const h = r.bus.prepend('/dhcpd/lookup', function pass() {});
+    expect(await lease(MAC2)).not.toBe(ip);
+    expect(seen).toEqual(['discover', 'request']);
+    h.remove();
+    untap();
+    expect(r.core.counters.lookupsAnswered).toBe(4);
+  });
+
   it('/dhcpd/lookup: an answer outside the subnet or taken by another client falls back to the pool', async () => {
     const ip2 = await lease(MAC2);
     let answer = '10.99.0.5';
