@@ -31,6 +31,8 @@ export interface RunningServer {
 export interface StartOptions {
   readonly nodeArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** Run MetaNet's dhcpd from this checkout instead of this one (compare two commits in one run). */
+  readonly root?: string;
 }
 
 export type ServerStarter = (lab: Lab, net: BenchNet, opts?: StartOptions) => Promise<RunningServer>;
@@ -126,6 +128,7 @@ export const startDnsmasq: ServerStarter = async (lab, net) => {
  * The config follows src/services/dhcp/config.ts (the server helper's schema).
  */
 export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
+  const tag = opts.root ? 'metanet-base' : 'metanet'; // each its own lease file: no replay of the other's
   const config = {
     listen: [{ interface: net.iface, address: net.serverIp }],
     subnets: [
@@ -137,16 +140,28 @@ export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
         leaseTime: net.leaseTime,
       },
     ],
-    leaseFile: join(lab.dir, 'metanet-leases.jsonl'),
+    leaseFile: join(lab.dir, `${tag}-leases.jsonl`),
   };
-  const file = lab.file('dhcpd.json', JSON.stringify(config, null, 2));
+  const file = lab.file(`${tag}.json`, JSON.stringify(config, null, 2));
   const child = lab.spawn(
     lab.router,
     process.execPath,
-    [...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/apps/dhcpd/main.ts', '--config', file, '--dir', lab.dir],
-    { cwd: REPO_ROOT, env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn', ...opts.env } },
+    [
+      ...(opts.nodeArgs ?? []),
+      '--import',
+      'tsx',
+      'src/apps/dhcpd/main.ts',
+      '--config',
+      file,
+      '--dir',
+      lab.dir,
+    ],
+    {
+      cwd: opts.root ?? REPO_ROOT,
+      env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn', ...opts.env },
+    },
   );
-  return ready('metanet', child, /dhcpd ready/, 15_000);
+  return ready(tag, child, /dhcpd ready/, 15_000);
 };
 
 export const SERVERS: Readonly<Record<string, ServerStarter>> = {

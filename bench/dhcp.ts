@@ -4,7 +4,7 @@
  *
  *   npm run bench:dhcp -- [--servers metanet,kea,dnsmasq] [--rates 100,250,500,…]
  *                         [--period 3] [--clients 20000] [--node-args='--cpu-prof --cpu-prof-dir=/tmp/prof']
- *                         [--env METANET_LOG=debug,…]
+ *                         [--env METANET_LOG=debug,…] [--baseline DIR]
  *
  * Lab: perfdhcp runs in the client namespace as a relay (it sends from port 67 with giaddr = its
  * address 10.78.0.2 on c0); each server runs alone in the router namespace on r0 (10.78.0.1/16) and
@@ -19,7 +19,9 @@
  * dnsmasq served 2,000/s clean here, but it slows as its lease count grows (100–250/s with 20,000
  * clients), while Kea's memfile and our journal only append.
  * `--node-args` (split on spaces) and `--env` (KEY=VALUE,…) go to MetaNet's dhcpd process only: a CPU
- * profile is written when it exits at the end of its steps.
+ * profile is written when it exits at the end of its steps. `--baseline DIR` adds the server
+ * `metanet-base`: MetaNet's dhcpd run from another checkout (e.g. `git archive OLD src | tar -x -C DIR`
+ * and a node_modules symlink), to compare two commits in the same run.
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
 import { cpus, loadavg } from 'node:os';
@@ -111,7 +113,7 @@ async function benchServer(
   clients: number,
   startOpts: StartOptions,
 ): Promise<PerfResult[]> {
-  const start = SERVERS[name];
+  const start = name === 'metanet-base' ? SERVERS.metanet : SERVERS[name];
   if (!start) throw new Error(`unknown server ${name}; known: ${Object.keys(SERVERS).join(', ')}`);
   let server: RunningServer | undefined;
   const results: PerfResult[] = [];
@@ -191,6 +193,7 @@ async function main(): Promise<void> {
       clients: { type: 'string', default: '20000' },
       'node-args': { type: 'string', default: '' },
       env: { type: 'string', default: '' },
+      baseline: { type: 'string' },
     },
     strict: true,
   });
@@ -208,13 +211,15 @@ async function main(): Promise<void> {
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
   const startOpts: StartOptions = { nodeArgs: values['node-args'].split(' ').filter(Boolean), env };
+  if (values.baseline) servers.unshift('metanet-base');
   const all = new Map<string, PerfResult[]>();
   await Lab.with({}, async (lab) => {
     await lab.exec(lab.router, 'ip', ['addr', 'add', `${NET.serverIp}/16`, 'dev', NET.iface]);
     await lab.exec(lab.client, 'ip', ['addr', 'add', `${PERF_IP}/16`, 'dev', 'c0']);
     for (const name of servers) {
       try {
-        all.set(name, await benchServer(lab, name, rates, period, clients, startOpts));
+        const opts = name === 'metanet-base' ? { ...startOpts, root: values.baseline } : startOpts;
+        all.set(name, await benchServer(lab, name, rates, period, clients, opts));
       } catch (e) {
         process.stderr.write(`${name}: ${(e as Error).message}\n`);
         all.set(name, []);
