@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Bus } from '../../core/bus.js';
 import { isMetanetError, MetanetError } from '../../core/errors.js';
 import { STOP } from '../../core/listener.js';
@@ -186,6 +187,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     async function accept(m: Message): Promise<void> {
       const client = m.str('clientname');
       const ip = m.str('peerhost');
+      const t0 = performance.now();
       const fail = (code: number, title: string, text: string): void =>
         respond(client, code, { ...NO_STORE, 'Content-Type': HTML }, message(title, text));
       const form = new URLSearchParams(Buffer.from(m.bytes('body')).toString('utf8'));
@@ -227,7 +229,12 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
         return fail(500, 'Try again', 'The firewall could not let you in.');
       }
       const s = sessions.add(ip, mac, sessionSeconds);
-      log.log('info', 'portal: logged in', { ip, mac, seconds: sessionSeconds });
+      log.log('info', 'portal: logged in', {
+        ip,
+        mac,
+        seconds: sessionSeconds,
+        ms: Math.round(performance.now() - t0),
+      });
       bus.post(`${name}/login`, { ip, mac, expires: Math.floor(s.expires / 1000) });
       const to = url ?? portalUrl;
       respond(
