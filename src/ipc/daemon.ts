@@ -69,8 +69,10 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
       process.off('exit', removeSocket);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await new Promise<void>((r) => server.close(() => r()));
+      // stop accepting, then close the open connections (server.close waits for them to end)
+      const stopped = new Promise<void>((r) => server.close(() => r()));
       await transport.close();
+      await stopped;
       removeSocket();
     })();
     return closing;
