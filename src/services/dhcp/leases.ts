@@ -52,6 +52,8 @@ export class LeaseStore {
   /** Compaction or close owns the file: lines wait in `pending`. */
   private paused = false;
   private idleWaiters: (() => void)[] = [];
+  /** A write failed, maybe part-way: the next one starts with a newline so a fragment never joins a good line. */
+  private torn = false;
   private closed = false;
   /** Lines appended since the last compaction. */
   journalLines = 0;
@@ -258,11 +260,13 @@ export class LeaseStore {
     };
     try {
       if (fd === undefined) throw new Error('lease store is not open');
-      let text = batch[0]!.line;
+      let text = this.torn ? `\n${batch[0]!.line}` : batch[0]!.line;
       for (let i = 1; i < batch.length; i++) text += batch[i]!.line;
       const buf = Buffer.from(text);
       for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+      this.torn = false;
     } catch (e) {
+      this.torn = true;
       failed(e as Error);
       this.settled();
       return;
@@ -346,6 +350,7 @@ export class LeaseStore {
     }
     this.fh = await open(this.file, 'a', 0o640);
     this.journalLines = 0;
+    this.torn = false;
   }
 
   /** Finish pending writes and close the file. */
