@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { MetanetError } from '../../core/errors.js';
 
 /**
- * One long-lived `nft -e -j -i` process: commands go to its stdin one line at a time, strictly one
+ * One long-lived `nft -j -i` process: commands go to its stdin one line at a time, strictly one
  * after another. nft echoes a change as one JSON line, but prints nothing for a deleted element and
  * only text on an error, so every command is followed by a marker line (`mn-sync-<n>`) that nft
  * rejects as a syntax error, echoing it back: the lines before the marker are that command's
@@ -109,7 +109,7 @@ export class NftShell {
   }
 
   private start(): void {
-    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...this.command, '-e', '-j', '-i'], {
+    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...this.command, '-j', '-i'], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.child = child;
