@@ -229,9 +229,9 @@ async function main(): Promise<void> {
         "\nlatency includes the wait in the queue. MetaNet echo: the reply's latency tuple, allow received by" +
         '\nthe service → nft\'s JSON echo (in the "at once" row it includes the wait for the shell).' +
         '\nWhat limits the figures: nft itself (one netlink transaction per line: the raw rows) and, per' +
-        "\nprocess, fork+exec of ip and nft plus nft's start-up. The service runs one command at a time with" +
-        '\n-e (echo) and follows each with a sync marker so that errors and deletes, which nft does not' +
-        '\necho, are matched to their command; with a state file it rewrites it on every change (up to' +
+        "\nprocess, fork+exec of ip and nft plus nft's start-up. The service runs one command at a time" +
+        '\n(nft -j -i, no echo) and follows each with a sync marker so that answers and errors are matched' +
+        '\nto their command; with a state file it rewrites it on every change (up to' +
         ` ${N} clients here).` +
         "\nWith -e, nft's time per change grows with the number of elements in the set (second table);" +
         '\nwith no echo and a marker line it stays flat. Other load on the machine moves the p99 most.',
