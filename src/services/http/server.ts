@@ -186,6 +186,8 @@ export class HttpServer {
     bus.send(this.requestPath, requestMessage(clientname, req, head, body)).then((r) => {
       if (!r.delivered) this.answer(p, 503, `nobody listens on ${this.requestPath}\n`);
     }, ignore);
+    // An I/O callback: deliver now rather than a loop turn later (docs/core.md, deliverQueued).
+    bus.deliverQueued();
   }
 
   /** `<clientname>/response` (one listener shared by every request). */
