@@ -1,4 +1,4 @@
-import { isMetanetError, MetanetError } from './errors.js';
+import { MetanetError } from './errors.js';
 import {
   CONTINUE,
   type Context,
@@ -13,7 +13,7 @@ import {
 } from './listener.js';
 import { createLogger, type Logger } from './log.js';
 import { type Attached, Mailbox, type MailboxInfo } from './mailbox.js';
-import { Message, type MessageInit } from './message.js';
+import { Message, type MessageInit, type Tuple } from './message.js';
 import { type Address, checkPath, formatAddress, parseAddress } from './path.js';
 import { type Timer, Timers } from './timers.js';
 import type { Transport } from './transport.js';
@@ -656,25 +656,37 @@ export class Bus {
    * the first message sent there (listeners answer with `ctx.reply(...)`). Rejects at once when
    * nobody listens, with ETIMEDOUT when nobody replies in time.
    */
-  async request(address: string, init?: MessageInit, options: RequestOptions = {}): Promise<Message> {
-    this.open();
+  request(address: string, init?: MessageInit, options: RequestOptions = {}): Promise<Message> {
+    if (this.closed) return Promise.reject(new MetanetError('ECLOSED', 'the bus is closed'));
+    let m: Message;
+    try {
+      m = Message.from(init);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const ms = options.timeout ?? 5000;
     const replyPath = `/system/reply/${this.nextId++}`;
-    const reply = this.wait(replyPath, { timeout: ms });
-    reply.catch(() => {});
-    try {
-      const r = await this.send(address, Message.from(init).set({ [REPLY_TO]: replyPath }));
-      if (!r.delivered)
-        throw new MetanetError('ENOLISTENER', `no listener on ${address} to answer the request`);
-      return await reply.catch((e: unknown) => {
-        if (isMetanetError(e, 'ETIMEDOUT'))
-          throw new MetanetError('ETIMEDOUT', `no reply from ${address} within ${ms} ms`);
-        throw e;
-      });
-    } finally {
-      this.boxes.get(replyPath)?.removeAll();
-      this.boxes.delete(replyPath);
+    return new Promise<Message>((resolve, reject) => {
+      new PendingReply(this, address, replyPath, ms, resolve, reject).start(m);
+    });
+  }
+
+  /** @internal A request's reply mailbox with its one prepended listener (what `wait()` would attach, for less). */
+  openReply(r: PendingReply): void {
+    let mb = this.boxes.get(r.path);
+    if (!mb) {
+      mb = new Mailbox(r.path, Message.empty, false);
+      this.boxes.set(r.path, mb);
     }
+    mb.insert(r.attached, 'prepend');
+    this.waiters.add(r.fail);
+  }
+
+  /** @internal */
+  closeReply(r: PendingReply): void {
+    this.waiters.delete(r.fail);
+    this.boxes.get(r.path)?.removeAll();
+    this.boxes.delete(r.path);
   }
 
   /** One-shot timer on the loop; cancelled by `close()`. */
@@ -763,6 +775,101 @@ export class Bus {
     for (const f of [...this.waiters]) f(new MetanetError('ECLOSED', 'the bus closed while waiting'));
     await Promise.all(this.transports.map((t) => t.close()));
   }
+}
+
+/**
+ * One `request()` in flight: the reply mailbox's listener, the timer, and the send's result.
+ * It settles with the reply once the send said a listener ran (ENOLISTENER at once otherwise),
+ * whichever of the two comes first; ETIMEDOUT when no reply comes in time; ECLOSED on close().
+ * Same behaviour as `wait()` + `send()`, with one closure and no listener handle per request.
+ */
+class PendingReply {
+  readonly attached: Attached;
+  private timer: NodeJS.Timeout | undefined;
+  private reply: Message | undefined;
+  private delivered = false;
+  private done = false;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly address: string,
+    readonly path: string,
+    private readonly ms: number,
+    private readonly resolve: (m: Message) => void,
+    private readonly reject: (e: Error) => void,
+  ) {
+    this.attached = {
+      info: {
+        id: 0,
+        mailbox: path,
+        identity: new Message([{ tag: 'wait', type: 'str', value: path }]),
+        name: 'wait',
+        onTimeout: 'continue',
+      },
+      fn: (x: Message) => {
+        this.take(x);
+      },
+      wantsContext: false,
+      removed: false,
+    };
+  }
+
+  readonly fail = (e: Error): void => {
+    if (this.done) return;
+    this.finish();
+    this.reject(e);
+  };
+
+  start(m: Message): void {
+    this.bus.openReply(this);
+    if (Number.isFinite(this.ms))
+      this.timer = setTimeout(
+        () => this.fail(new MetanetError('ETIMEDOUT', `no reply from ${this.address} within ${this.ms} ms`)),
+        this.ms,
+      );
+    this.bus.send(this.address, withReplyTo(m, this.path)).then(
+      (r) => this.sent(r),
+      (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
+    );
+  }
+
+  private sent(r: SendResult): void {
+    if (this.done) return;
+    if (!r.delivered) {
+      this.fail(new MetanetError('ENOLISTENER', `no listener on ${this.address} to answer the request`));
+      return;
+    }
+    this.delivered = true;
+    if (this.reply !== undefined) this.settle(this.reply);
+  }
+
+  /** The first message on the reply mailbox (later ones are ignored, as by wait()). */
+  private take(x: Message): void {
+    if (this.done || this.reply !== undefined) return;
+    this.reply = x;
+    this.attached.removed = true;
+    if (this.delivered) this.settle(x);
+  }
+
+  private settle(x: Message): void {
+    this.finish();
+    this.resolve(x);
+  }
+
+  private finish(): void {
+    this.done = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.bus.closeReply(this);
+  }
+}
+
+/** `m` with its reply-to tuples replaced by one naming `path` (at the end, as `set()` puts it). */
+function withReplyTo(m: Message, path: string): Message {
+  const src = m.tuples;
+  const out: Tuple[] = [];
+  for (let i = 0; i < src.length; i++) if (src[i]!.tag !== REPLY_TO) out.push(src[i]!);
+  out.push({ tag: REPLY_TO, type: 'str', value: path });
+  return new Message(out);
 }
 
 function undeliveredMessage(d: Delivery): Message {
