@@ -13,7 +13,7 @@ import {
   STOP,
 } from '../core/listener.js';
 import type { Logger } from '../core/log.js';
-import { Message, type MessageInit } from '../core/message.js';
+import { Message, type MessageInit, type Tuple } from '../core/message.js';
 import { checkPath, pathMatches } from '../core/path.js';
 import type { Acl, Operation } from './acl.js';
 import type { PeerCred } from './peercred.js';
@@ -133,7 +133,18 @@ export class Link {
       }
       return Promise.resolve(handedOver(path));
     }
-    return this.call([F.SEND, 0, path, toWire(this.qualify(m))]).then((f) => resultFromFrame(path, f));
+    try {
+      this.check();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // call() and then(resultFromFrame) in one promise: one microtask less per request
+    const id = this.nextId++;
+    const frame = [F.SEND, id, path, toWire(this.qualify(m))];
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: (f) => resolve(resultFromFrame(path, f)), reject });
+      this.write(frame);
+    });
   }
 
   post(path: string, m: Message): void {
@@ -212,7 +223,14 @@ export class Link {
    * one (`me:/system/relay/<daemon>/path`, see docs/wire-protocol.md).
    */
   private qualify(m: Message): Message {
-    const t = m.get('reply-to');
+    const tuples = m.tuples;
+    let at = -1;
+    for (let i = 0; i < tuples.length; i++)
+      if (tuples[i]!.tag === 'reply-to') {
+        at = i;
+        break;
+      }
+    const t = at < 0 ? undefined : tuples[at]!;
     if (t?.type !== 'str') return m;
     const v = t.value;
     let to: string | undefined;
@@ -223,7 +241,12 @@ export class Link {
       if (colon > 0 && !daemon.includes('/') && daemon !== this.peerName && daemon !== this.o.localName)
         to = `${this.o.localName}:${RELAY}/${daemon}${v.slice(colon + 1)}`;
     }
-    return to === undefined ? m : m.without('reply-to').with([{ tag: 'reply-to', type: 'str', value: to }]);
+    if (to === undefined) return m;
+    // the same as m.without('reply-to').with(reply-to=to), in one copy
+    const out: Tuple[] = [];
+    for (let i = 0; i < tuples.length; i++) if (tuples[i]!.tag !== 'reply-to') out.push(tuples[i]!);
+    out.push({ tag: 'reply-to', type: 'str', value: to });
+    return new Message(out);
   }
 
   private write(frame: readonly unknown[]): void {
@@ -607,6 +630,20 @@ function resultToFrame(id: number, r: SendResult): unknown[] {
 }
 
 function resultFromFrame(path: string, f: Frame): SendResult {
+  const n = typeof f[3] === 'number' ? f[3] : 0;
+  const delivered = f[2] === true;
+  const stopped = f[4] === true;
+  // the common answer (listeners ran, no stop, no error, no timeout) allocates nothing else
+  if (!Array.isArray(f[5]) && !(Array.isArray(f[6]) && f[6].length > 0) && !f[7])
+    return {
+      mailbox: path,
+      delivered,
+      listeners: n,
+      stopped,
+      stoppedBy: undefined,
+      errors: [],
+      timedOut: [],
+    };
   const errors = Array.isArray(f[6]) ? (f[6] as unknown[]).map(String) : [];
   const stoppedBy = Array.isArray(f[5]) ? fromWire(f[5], 'RESULT stoppedBy') : undefined;
   const remoteInfo = (name: string, identity = Message.empty): ListenerInfo => ({
@@ -618,9 +655,9 @@ function resultFromFrame(path: string, f: Frame): SendResult {
   });
   return {
     mailbox: path,
-    delivered: f[2] === true,
-    listeners: typeof f[3] === 'number' ? f[3] : 0,
-    stopped: f[4] === true,
+    delivered,
+    listeners: n,
+    stopped,
     stoppedBy: stoppedBy ? remoteInfo('remote', stoppedBy) : undefined,
     errors: errors.map((e) => ({ listener: remoteInfo('remote'), error: e })),
     timedOut: Array.from({ length: typeof f[7] === 'number' ? f[7] : 0 }, () => remoteInfo('remote')),
