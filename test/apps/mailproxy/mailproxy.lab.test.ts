@@ -16,8 +16,9 @@ import { until, waitForLine } from '../../support/wait.js';
  * real clients (curl, and a raw line client for LOGIN and USER/PASS) in the client namespace.
  * The test reaches the daemon's mailboxes over its socket and reads its event lines.
  */
-const ok = have(['nft', 'ip', 'dovecot', 'curl'], { root: true });
+const ok = have(['nft', 'ip', 'dovecot', 'curl', 'openssl', 'smtp-sink', 'swaks'], { root: true });
 const TALK = join(import.meta.dirname, 'talk.mjs');
+const SECOND = '10.77.1.3';
 
 interface Event {
   kind: string;
@@ -37,8 +38,9 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
 
   const curl = (url: string, extra: string[] = [], ns?: string) =>
     lab.exec(ns ?? lab.client, 'curl', ['-sS', '--connect-timeout', '2', '-m', '5', ...extra, url]);
-  const talk = (port: number, ...args: string[]) =>
-    lab.exec(lab.client, process.execPath, [TALK, lab.inetIp, String(port), ...args]);
+  const talkTo = (host: string, port: number, ...args: string[]) =>
+    lab.exec(lab.client, process.execPath, [TALK, host, String(port), ...args]);
+  const talk = (port: number, ...args: string[]) => talkTo(lab.inetIp, port, ...args);
   const smtpSet = async (): Promise<string[]> => {
     const r = await lab.exec(lab.router, 'nft', ['-j', 'list', 'set', 'inet', 'metanet', 'smtp4']);
     const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
@@ -47,6 +49,24 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
       const v = (e as { elem?: { val: unknown } }).elem?.val ?? e;
       return ((v as { concat: unknown[] }).concat ?? []).join('.');
     });
+  };
+  /** swaks (a real SMTP client) from the client to a server's port 25: true when the mail went. */
+  const sendMail = async (server: string): Promise<{ sent: boolean; out: string }> => {
+    const r = await lab.exec(lab.client, 'swaks', [
+      '--server',
+      `${server}:25`,
+      '--from',
+      'a@example.org',
+      '--to',
+      'b@example.org',
+      '--timeout',
+      '3',
+    ]);
+    return { sent: r.code === 0, out: `exit ${r.code}\n${r.stdout.slice(-800)}\n${r.stderr.slice(-800)}` };
+  };
+  const expectMail = async (server: string, sent: boolean): Promise<void> => {
+    const r = await sendMail(server);
+    expect(r.sent, r.out).toBe(sent);
   };
   const logins = (): Event[] => events.filter((e) => e.kind === 'login');
 
@@ -76,11 +96,14 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
       join(dir, 'dovecot.conf'),
       [
         'protocols = imap pop3',
-        `listen = ${lab.inetIp}`,
+        `listen = ${lab.inetIp}, ${SECOND}`,
         `base_dir = ${join(dir, 'run')}`,
         `state_dir = ${join(dir, 'state')}`,
         `log_path = ${join(dir, 'dovecot.log')}`,
-        'ssl = no',
+        // TLS on offer (STARTTLS/STLS), plaintext logins still allowed.
+        'ssl = yes',
+        `ssl_cert = <${join(dir, 'cert.pem')}`,
+        `ssl_key = <${join(dir, 'key.pem')}`,
         'disable_plaintext_auth = no',
         'auth_failure_delay = 0',
         'auth_mechanisms = plain login',
@@ -92,12 +115,47 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
         '',
       ].join('\n'),
     );
+    // A second server address: the proxy must report the one dialled, not guess.
+    expect((await lab.exec(lab.inet, 'ip', ['addr', 'add', `${SECOND}/24`, 'dev', 'i0'])).code).toBe(0);
+    const cert = await lab.exec(lab.inet, 'openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=mail.test',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ]);
+    expect(cert.code, cert.stderr).toBe(0);
+    // A real SMTP peer on both server addresses.
+    lab.spawn(lab.inet, 'smtp-sink', ['-u', 'nobody', `${lab.inetIp}:25`, '16']);
+    lab.spawn(lab.inet, 'smtp-sink', ['-u', 'nobody', `${SECOND}:25`, '16']);
     lab.spawn(lab.inet, 'dovecot', ['-F', '-c', join(dir, 'dovecot.conf')]);
     await until(
       async () => (await curl(`pop3://${lab.inetIp}/`, ['-u', `${user}:${pass}`], lab.inet)).code === 0,
       'dovecot answering POP3',
       10000,
     );
+    // The sinks answer the router (not filtered): a refusal seen by the client is the firewall's.
+    for (const server of [lab.inetIp, SECOND])
+      await until(
+        async () =>
+          (
+            await lab.exec(lab.router, 'swaks', [
+              ...['--server', `${server}:25`, '--from', 'a@example.org', '--to', 'b@example.org'],
+              ...['--timeout', '3'],
+            ])
+          ).code === 0,
+        `smtp-sink on ${server}`,
+      );
     const sockDir = join(lab.dir, 'sock');
     const config = lab.file(
       'mailproxy.json',
@@ -146,6 +204,7 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
     expect(stats.int('connections')).toBe(2);
     expect(logins()).toEqual([]);
     expect(await smtpSet()).toEqual([]);
+    await expectMail(lab.inetIp, false);
   });
 
   it('IMAP LOGIN: login event with the original destination; SMTP opened for client → server', async () => {
@@ -167,6 +226,8 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
       'smtp4 element',
     );
     console.log(`IMAP LOGIN → smtp4 element visible: ${(performance.now() - t0).toFixed(1)} ms`);
+    await expectMail(lab.inetIp, true);
+    await expectMail(SECOND, false); // opened for that server only
   });
 
   it('curl IMAP (AUTHENTICATE PLAIN) fetches the message byte for byte', async () => {
@@ -193,6 +254,34 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
     const stats = await bus.request('mailproxy:/mailproxy/stats', {});
     expect(stats.int('logins')).toBe(4);
     expect(await smtpSet()).toEqual([`${lab.clientIp(0)}.${lab.inetIp}.25`]);
+  });
+
+  it('the original destination is the address dialled: a second server address', async () => {
+    const n = logins().length;
+    const r = await talkTo(SECOND, 143, '^\\* OK', `b1 LOGIN ${user} ${pass}`, '^b1 ', 'b2 LOGOUT', '^b2 ');
+    expect(r.stdout).toMatch(/^b1 OK/m);
+    await until(() => logins().length === n + 1, 'the login event');
+    expect(logins()[n]!.body).toMatchObject({ server: SECOND, port: 143 });
+    await until(async () => (await smtpSet()).includes(`${lab.clientIp(0)}.${SECOND}.25`), 'smtp4 element');
+    await expectMail(SECOND, true);
+  });
+
+  it('STARTTLS / STLS: relayed (curl logs in over TLS), reported, and no login is seen', async () => {
+    const n = logins().length;
+    const imap = await curl(`imap://${lab.inetIp}/INBOX;UID=1`, [
+      '--ssl-reqd',
+      '-k',
+      '-u',
+      `${user}:${pass}`,
+    ]);
+    expect(imap.code, imap.stderr).toBe(0);
+    expect(imap.stdout === message).toBe(true);
+    const pop = await curl(`pop3://${lab.inetIp}/1`, ['--ssl-reqd', '-k', '-u', `${user}:${pass}`]);
+    expect(pop.code, pop.stderr).toBe(0);
+    expect(pop.stdout === message).toBe(true);
+    await until(() => events.filter((e) => e.kind === 'starttls').length === 2, 'two starttls events');
+    expect(events.filter((e) => e.kind === 'starttls').map((e) => e.body.protocol)).toEqual(['imap', 'pop3']);
+    expect(logins().length).toBe(n);
   });
 
   it('a connection straight to the proxy port (not redirected) is closed and reported', async () => {
