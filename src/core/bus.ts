@@ -158,6 +158,7 @@ export class Bus {
   private readonly transports: Transport[] = [];
   private taps: Tap[] = [];
   private readonly waiters = new Set<(e: Error) => void>();
+  private readonly replies = new Set<PendingReply>();
   private inflight = 0;
   private idle: (() => void)[] = [];
 
@@ -679,12 +680,12 @@ export class Bus {
       this.boxes.set(r.path, mb);
     }
     mb.insert(r.attached, 'prepend');
-    this.waiters.add(r.fail);
+    this.replies.add(r);
   }
 
   /** @internal */
   closeReply(r: PendingReply): void {
-    this.waiters.delete(r.fail);
+    this.replies.delete(r);
     this.boxes.get(r.path)?.removeAll();
     this.boxes.delete(r.path);
   }
@@ -773,6 +774,7 @@ export class Bus {
     this.scheduled = undefined;
     this.timers.closeAll();
     for (const f of [...this.waiters]) f(new MetanetError('ECLOSED', 'the bus closed while waiting'));
+    for (const r of [...this.replies]) r.fail(new MetanetError('ECLOSED', 'the bus closed while waiting'));
     await Promise.all(this.transports.map((t) => t.close()));
   }
 }
@@ -806,19 +808,18 @@ class PendingReply {
         name: 'wait',
         onTimeout: 'continue',
       },
-      fn: (x: Message) => {
-        this.take(x);
-      },
+      // bound, not an arrow: no closure to name per request (tsx/esbuild keepNames)
+      fn: this.take.bind(this),
       wantsContext: false,
       removed: false,
     };
   }
 
-  readonly fail = (e: Error): void => {
+  fail(e: Error): void {
     if (this.done) return;
     this.finish();
     this.reject(e);
-  };
+  }
 
   start(m: Message): void {
     this.bus.openReply(this);

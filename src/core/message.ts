@@ -82,29 +82,31 @@ function checkTag(tag: unknown): string {
 /** Build one tuple, checking that the value fits the type. */
 export function tuple(tag: string, type: TupleType, value: unknown): Tuple {
   checkTag(tag);
-  const bad = (): never => {
-    throw new MetanetError('EBADTUPLE', `tuple "${tag}": value ${describe(value)} is not a valid ${type}`);
-  };
   switch (type) {
     case 'str':
-      return typeof value === 'string' ? { tag, type, value } : bad();
+      return typeof value === 'string' ? { tag, type, value } : badTuple(tag, type, value);
     case 'int':
       return typeof value === 'number' || typeof value === 'bigint'
         ? { tag, type, value: checkInt(tag, value) }
-        : bad();
+        : badTuple(tag, type, value);
     case 'float':
-      return typeof value === 'number' ? { tag, type, value } : bad();
+      return typeof value === 'number' ? { tag, type, value } : badTuple(tag, type, value);
     case 'bool':
-      return typeof value === 'boolean' ? { tag, type, value } : bad();
+      return typeof value === 'boolean' ? { tag, type, value } : badTuple(tag, type, value);
     case 'bytes':
-      return value instanceof Uint8Array ? { tag, type, value } : bad();
+      return value instanceof Uint8Array ? { tag, type, value } : badTuple(tag, type, value);
     case 'null':
-      return value === null ? { tag, type, value } : bad();
+      return value === null ? { tag, type, value } : badTuple(tag, type, value);
     case 'list':
-      return value instanceof Message ? { tag, type, value } : bad();
+      return value instanceof Message ? { tag, type, value } : badTuple(tag, type, value);
     default:
       throw new MetanetError('EBADTUPLE', `tuple "${tag}": unknown type ${JSON.stringify(type)}`);
   }
+}
+
+/** A module function, not a closure per tuple(): that ran on every tuple built. */
+function badTuple(tag: string, type: TupleType, value: unknown): never {
+  throw new MetanetError('EBADTUPLE', `tuple "${tag}": value ${describe(value)} is not a valid ${type}`);
 }
 
 function describe(v: unknown): string {
@@ -291,6 +293,10 @@ export class Message implements Iterable<Tuple> {
   }
   /** A new message without any tuple of these tags. */
   without(...tags: string[]): Message {
+    if (tags.length === 1) {
+      const tag = tags[0];
+      return new Message(this.tuples.filter((t) => t.tag !== tag));
+    }
     const drop = new Set(tags);
     return new Message(this.tuples.filter((t) => !drop.has(t.tag)));
   }

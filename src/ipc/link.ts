@@ -65,8 +65,10 @@ export interface LinkOptions {
 }
 
 interface Pending {
-  resolve(f: Frame): void;
+  /** With `path` (a SEND), resolved with the SendResult the RESULT frame says; else with the frame. */
+  resolve(v: Frame | SendResult): void;
   reject(e: Error): void;
+  path?: string;
 }
 
 /**
@@ -142,7 +144,7 @@ export class Link {
     const id = this.nextId++;
     const frame = [F.SEND, id, path, toWire(this.qualify(m))];
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: (f) => resolve(resultFromFrame(path, f)), reject });
+      this.pending.set(id, { resolve: resolve as (v: Frame | SendResult) => void, reject, path });
       this.write(frame);
     });
   }
@@ -208,7 +210,7 @@ export class Link {
     const id = this.nextId++;
     frame[1] = id;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve: resolve as (v: Frame | SendResult) => void, reject });
       this.write(frame);
     });
   }
@@ -507,7 +509,7 @@ export class Link {
     if (!p) return;
     this.pending.delete(id);
     if (e) p.reject(e);
-    else p.resolve(f);
+    else p.resolve(p.path === undefined ? f : resultFromFrame(p.path, f));
   }
 
   private error(id: number, e: unknown): void {
