@@ -1,5 +1,7 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Bus } from '../../core/bus.js';
+import { typed } from '../../core/message.js';
 import { attachTable } from '../../services/table.js';
 import { ImapSniffer } from './imap.js';
 import { type OriginalDestination, originalDestination } from './origdst.js';
@@ -43,7 +45,18 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
   const smtpTimeout = o.smtpTimeout ?? 600;
   const protocols = o.protocols ?? { 143: 'imap', 110: 'pop3' };
   const destination = o.destination ?? originalDestination;
-  const stats = { connections: 0, active: 0, logins: 0, starttls: 0, overflows: 0, errors: 0 };
+  const stats = {
+    connections: 0,
+    active: 0,
+    logins: 0,
+    starttls: 0,
+    overflows: 0,
+    errors: 0,
+    /** ms from the server's OK being read to the firewall's smtp/open reply, last login. */
+    openMs: 0,
+    /** ms spent in getsockopt(SO_ORIGINAL_DST), last connection. */
+    origDstMs: 0,
+  };
   const sockets = new Set<Socket>();
   const error = (mailbox: string, err: string, code: string): void => {
     stats.errors++;
@@ -52,7 +65,9 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
 
   const detach = attachTable(bus, name, mailproxyTable, {
     '/stats': (_m, ctx) => {
-      ctx.reply(stats).catch(() => {});
+      ctx
+        .reply({ ...stats, openMs: typed.float(stats.openMs), origDstMs: typed.float(stats.origDstMs) })
+        .catch(() => {});
     },
   });
 
@@ -77,10 +92,12 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
         command: ev.command,
         ...(ev.user === undefined ? {} : { user: ev.user }),
       });
+      const t0 = performance.now();
       if (firewall)
         bus
           .request(`${firewall}/smtp/open`, { client, server: dst.address, timeout: smtpTimeout })
           .then((r) => {
+            stats.openMs = performance.now() - t0;
             if (r.has('error')) error(`${firewall}/smtp/open`, r.str('error'), 'EFAIL');
           })
           .catch((e: unknown) =>
@@ -92,7 +109,9 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
   const relay = (down: Socket): void => {
     stats.connections++;
     const client = (down.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const t0 = performance.now();
     const found = destination(down);
+    stats.origDstMs = performance.now() - t0;
     // conntrack answers for connections that were not NATed too, with the proxy's own address.
     const local = (down.localAddress ?? '').replace(/^::ffff:/, '');
     const dst = found && !(found.address === local && found.port === down.localPort) ? found : undefined;

@@ -28,7 +28,9 @@ export const mailproxyTable: ServiceTable = [
   {
     suffix: '/stats',
     dir: 'in',
-    doc: 'Replies {connections, active, logins, starttls, overflows, errors}: counts since start.',
+    doc:
+      'Replies {connections, active, logins, starttls, overflows, errors} (int, since start) and ' +
+      '{openMs, origDstMs} (float: last login → smtp/open reply; last getsockopt call).',
     tuples: [],
   },
   {

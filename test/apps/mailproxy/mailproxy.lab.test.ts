@@ -253,6 +253,11 @@ describe.skipIf(!ok)('mail proxy against real Dovecot, nftables and curl in a la
     expect(logins()[3]!.body).toMatchObject({ protocol: 'pop3', command: 'AUTH', user });
     const stats = await bus.request('mailproxy:/mailproxy/stats', {});
     expect(stats.int('logins')).toBe(4);
+    console.log(
+      `proxy: last login → smtp/open reply ${stats.float('openMs').toFixed(2)} ms; ` +
+        `getsockopt(SO_ORIGINAL_DST) ${stats.float('origDstMs').toFixed(3)} ms`,
+    );
+    expect(stats.float('openMs')).toBeGreaterThan(0);
     expect(await smtpSet()).toEqual([`${lab.clientIp(0)}.${lab.inetIp}.25`]);
   });
 
