@@ -129,7 +129,7 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
     const protocol = protocols[dst.port];
     const sniff: Sniffer | undefined =
       protocol === 'imap' ? new ImapSniffer() : protocol === 'pop3' ? new Pop3Sniffer() : undefined;
-    const up = createConnection({ host: dst.address, port: dst.port });
+    const up = createConnection({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true });
     sockets.add(up);
     up.setTimeout(o.connectTimeoutMs ?? 5000, () => up.destroy(new Error('connect timed out')));
     let connected = false;
@@ -165,7 +165,7 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
     });
   };
 
-  const server: Server = createServer({ noDelay: true }, relay);
+  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, relay);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port ?? 0, o.address ?? '0.0.0.0', () => {

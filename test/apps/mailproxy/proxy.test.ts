@@ -109,6 +109,20 @@ describe('mail proxy relay (loopback, stand-in destination)', () => {
     expect((await err).str('code')).toBe('ELINE');
   });
 
+  it('half-close passes through: the server still answers after the client ended its side', async () => {
+    const got = await new Promise<string>((resolve, reject) => {
+      const s = connect(proxy.port(), '127.0.0.1');
+      let buf = '';
+      s.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+      });
+      s.once('data', () => s.end('LAST words\r\n'));
+      s.on('end', () => resolve(buf));
+      s.on('error', reject);
+    });
+    expect(got).toBe('+OK ready\r\nECHO LAST words\r\n');
+  });
+
   it('a server that cannot be reached: ECONNECT, the client is cut', async () => {
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
