@@ -170,6 +170,8 @@ export async function startMailProxy(bus: Bus, o: MailProxyOptions = {}): Promis
     server.once('error', reject);
     server.listen(o.port ?? 0, o.address ?? '0.0.0.0', () => {
       server.off('error', reject);
+      // Accept failures (EMFILE…) are reported; the server keeps listening.
+      server.on('error', (e) => error(name, `accept: ${e.message}`, 'EFAIL'));
       resolve();
     });
   });
