@@ -1,4 +1,4 @@
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { MetanetError } from '../core/errors.js';
 import { Message, type Tuple, type TupleType } from '../core/message.js';
 
@@ -125,12 +125,13 @@ function proto(text: string): MetanetError {
 
 /** One frame, length prefix included. */
 export function encodeFrame(frame: Frame): Buffer {
-  const body = packr.pack(frame);
-  const out = Buffer.allocUnsafe(4 + body.length);
-  out.writeUInt32BE(body.length, 0);
-  body.copy(out, 4);
+  // msgpackr leaves 4 bytes free in front of the payload for the length: no second buffer, no
+  // copy. The result is a slice of msgpackr's output buffer that later packs never overwrite.
+  const out = packr.pack(frame, LENGTH_PREFIX);
+  out.writeUInt32BE(out.length - 4, 0);
   return out;
 }
+const LENGTH_PREFIX = RESERVE_START_SPACE | 4;
 
 /** Decode one frame's payload (without the length prefix). */
 export function decodePayload(payload: Uint8Array): Frame {
