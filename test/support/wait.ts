@@ -21,24 +21,29 @@ export async function until<T>(fn: () => T | Promise<T>, what: string, ms = 5000
 export function waitForLine(child: ChildProcess, re: RegExp, ms = 5000): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
+    const seen: string[] = [];
+    const tail = (): string => (seen.length ? `; last output: ${seen.slice(-5).join(' | ')}` : '; no output');
     const onData = (d: Buffer): void => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop() ?? '';
-      for (const l of lines)
+      for (const l of lines) {
         if (re.test(l)) {
           done();
           resolve(l);
           return;
         }
+        seen.push(l);
+        if (seen.length > 20) seen.shift();
+      }
     };
     const onExit = (code: number | null): void => {
       done();
-      reject(new Error(`process exited (${code}) before printing ${re}`));
+      reject(new Error(`process exited (${code}) before printing ${re}${tail()}`));
     };
     const t = setTimeout(() => {
       done();
-      reject(new Error(`no line matching ${re} within ${ms} ms`));
+      reject(new Error(`no line matching ${re} within ${ms} ms${tail()}`));
     }, ms);
     const done = (): void => {
       clearTimeout(t);
