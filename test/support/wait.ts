@@ -17,29 +17,65 @@ export async function until<T>(fn: () => T | Promise<T>, what: string, ms = 5000
   }
 }
 
-/** Resolve with the first line of the child's stdout/stderr that matches, or fail after `ms`. */
-export function waitForLine(child: ChildProcess, re: RegExp, ms = 5000): Promise<string> {
-  return new Promise((resolve, reject) => {
+/**
+ * One reader per child: every line of its stdout and stderr is queued until a waitForLine call
+ * consumes it, so two waits in a row never lose a line that arrived in the same chunk.
+ */
+interface LineReader {
+  readonly lines: string[];
+  readonly recent: string[];
+  readonly notify: Set<() => void>;
+  exited: number | null | undefined;
+}
+const readers = new WeakMap<ChildProcess, LineReader>();
+
+function readerOf(child: ChildProcess): LineReader {
+  let r = readers.get(child);
+  if (r) return r;
+  const reader: LineReader = { lines: [], recent: [], notify: new Set(), exited: undefined };
+  const wake = (): void => {
+    for (const f of [...reader.notify]) f();
+  };
+  for (const stream of [child.stdout, child.stderr]) {
     let buf = '';
-    const seen: string[] = [];
-    const tail = (): string => (seen.length ? `; last output: ${seen.slice(-5).join(' | ')}` : '; no output');
-    const onData = (d: Buffer): void => {
+    stream?.on('data', (d: Buffer) => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop() ?? '';
-      for (const l of lines) {
+      reader.lines.push(...lines);
+      wake();
+    });
+  }
+  child.on('close', (code) => {
+    reader.exited = code;
+    wake();
+  });
+  readers.set(child, reader);
+  r = reader;
+  return r;
+}
+
+/** Resolve with the next line of the child's stdout/stderr that matches, or fail after `ms`. */
+export function waitForLine(child: ChildProcess, re: RegExp, ms = 5000): Promise<string> {
+  const r = readerOf(child);
+  return new Promise((resolve, reject) => {
+    const tail = (): string =>
+      r.recent.length ? `; last output: ${r.recent.slice(-5).join(' | ')}` : '; no output';
+    const check = (): void => {
+      while (r.lines.length > 0) {
+        const l = r.lines.shift()!;
         if (re.test(l)) {
           done();
           resolve(l);
           return;
         }
-        seen.push(l);
-        if (seen.length > 20) seen.shift();
+        r.recent.push(l);
+        if (r.recent.length > 20) r.recent.shift();
       }
-    };
-    const onExit = (code: number | null): void => {
-      done();
-      reject(new Error(`process exited (${code}) before printing ${re}${tail()}`));
+      if (r.exited !== undefined) {
+        done();
+        reject(new Error(`process exited (${r.exited}) before printing ${re}${tail()}`));
+      }
     };
     const t = setTimeout(() => {
       done();
@@ -47,12 +83,9 @@ export function waitForLine(child: ChildProcess, re: RegExp, ms = 5000): Promise
     }, ms);
     const done = (): void => {
       clearTimeout(t);
-      child.stdout?.off('data', onData);
-      child.stderr?.off('data', onData);
-      child.off('exit', onExit);
+      r.notify.delete(check);
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', onExit);
+    r.notify.add(check);
+    check();
   });
 }
