@@ -29,6 +29,30 @@ export class MetanetError extends Error {
   }
 }
 
+const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'EBADPATH',
+  'EBADTUPLE',
+  'ENOTUPLE',
+  'ETUPLETYPE',
+  'ENOLISTENER',
+  'ENOMAILBOX',
+  'EEXIST',
+  'ETIMEDOUT',
+  'ECLOSED',
+  'ENODAEMON',
+  'ENOREMOTE',
+  'EDENIED',
+  'EPROTO',
+  'ECONFIG',
+  'EUNREACHABLE',
+  'EFAIL',
+]);
+
+/** Whether a code (e.g. from a peer's ERROR frame) is one of ours. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return CODES.has(code);
+}
+
 export function isMetanetError(e: unknown, code?: ErrorCode): e is MetanetError {
   return e instanceof MetanetError && (code === undefined || e.code === code);
 }

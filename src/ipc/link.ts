@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Bus } from '../core/bus.js';
-import { isMetanetError, MetanetError } from '../core/errors.js';
+import { isErrorCode, isMetanetError, MetanetError } from '../core/errors.js';
 import {
   CONTINUE,
   type Listener,
@@ -8,7 +8,6 @@ import {
   type ListenerInfo,
   type ListenerResult,
   type ListenOptions,
-  type Position,
   type SendResult,
   STOP,
 } from '../core/listener.js';
@@ -16,6 +15,16 @@ import type { Logger } from '../core/log.js';
 import { Message, type MessageInit, type Tuple } from '../core/message.js';
 import { checkPath, pathMatches } from '../core/path.js';
 import type { Acl, Operation } from './acl.js';
+import {
+  handedOver,
+  isReplyPath,
+  positionFromWire,
+  positionToWire,
+  RELAY,
+  relayTarget,
+  resultFromFrame,
+  resultToFrame,
+} from './frames.js';
 import type { PeerCred } from './peercred.js';
 import {
   DEFAULT_MAX_FRAME,
@@ -494,7 +503,7 @@ export class Link {
     const id = field.int(f, 1, 'id');
     const code = field.str(f, 2, 'code');
     const text = field.str(f, 3, 'message');
-    const e = new MetanetError(isCode(code) ? code : 'EPROTO', `${this.peerName ?? 'peer'}: ${text}`);
+    const e = new MetanetError(isErrorCode(code) ? code : 'EPROTO', `${this.peerName ?? 'peer'}: ${text}`);
     if (id === 0) {
       this.o.log.log('warn', 'peer reported a protocol error', { peer: this.who, code, error: text });
       this.shutdown(e);
@@ -546,122 +555,5 @@ export class Link {
   }
 }
 
-const REPLY_PREFIX = '/system/reply/';
-
-/** `/system/reply/N`, or the same relayed through a daemon (`/system/relay/NAME/system/reply/N`). */
-function isReplyPath(path: string): boolean {
-  return path.startsWith(REPLY_PREFIX) || (path.startsWith(RELAY) && path.includes(REPLY_PREFIX));
-}
-
-function handedOver(path: string): SendResult {
-  return { mailbox: path, delivered: true, listeners: 1, stopped: false, errors: [], timedOut: [] };
-}
-
 /** Frames answered by RESULT/OK/ERROR: a bad one gets an ERROR and the connection stays. */
 const REQUESTS = new Set<number>([F.SEND, F.LISTEN, F.UNLISTEN, F.MONITOR, F.UNMONITOR, F.LS]);
-
-/** Mailboxes under this prefix forward to another daemon: `/system/relay/NAME/path` → `NAME:/path`. */
-export const RELAY = '/system/relay';
-
-function relayTarget(path: string): string {
-  if (!path.startsWith(`${RELAY}/`)) return path;
-  const rest = path.slice(RELAY.length + 1);
-  const slash = rest.indexOf('/');
-  if (slash <= 0) throw new MetanetError('EBADPATH', `relay path ${path} must be ${RELAY}/<daemon>/<path>`);
-  return `${rest.slice(0, slash)}:${rest.slice(slash)}`;
-}
-
-const CODES = new Set([
-  'EFAIL',
-  'EBADPATH',
-  'EBADTUPLE',
-  'ENOTUPLE',
-  'ETUPLETYPE',
-  'ENOLISTENER',
-  'ENOMAILBOX',
-  'EEXIST',
-  'ETIMEDOUT',
-  'ECLOSED',
-  'ENODAEMON',
-  'ENOREMOTE',
-  'EDENIED',
-  'EPROTO',
-  'ECONFIG',
-  'EUNREACHABLE',
-]);
-function isCode(c: string): c is ConstructorParameters<typeof MetanetError>[0] {
-  return CODES.has(c);
-}
-
-function positionToWire(p: Position | undefined): unknown {
-  if (p === undefined || p === 'append' || p === 'prepend') return p ?? 'append';
-  const [k, ref] = 'before' in p ? (['before', p.before] as const) : (['after', p.after] as const);
-  const identity = isHandle(ref) ? ref.identity : Message.from(ref);
-  return [k, toWire(identity)];
-}
-
-function isHandle(x: MessageInit | ListenerHandle): x is ListenerHandle {
-  return (
-    typeof (x as ListenerHandle).remove === 'function' && (x as ListenerHandle).identity instanceof Message
-  );
-}
-
-function positionFromWire(v: unknown): Position {
-  if (v === 'append' || v === 'prepend') return v;
-  if (Array.isArray(v) && (v[0] === 'before' || v[0] === 'after')) {
-    const identity = fromWire(v[1], `LISTEN position ${v[0]}`);
-    return v[0] === 'before' ? { before: identity } : { after: identity };
-  }
-  throw new MetanetError(
-    'EPROTO',
-    'LISTEN frame: position must be "append", "prepend", ["before", tuples] or ["after", tuples]',
-  );
-}
-
-function resultToFrame(id: number, r: SendResult): unknown[] {
-  return [
-    F.RESULT,
-    id,
-    r.delivered,
-    r.listeners,
-    r.stopped,
-    r.stoppedBy ? toWire(r.stoppedBy.identity) : null,
-    r.errors.map((e) => `${e.listener.name}: ${e.error}`),
-    r.timedOut.length,
-  ];
-}
-
-function resultFromFrame(path: string, f: Frame): SendResult {
-  const n = typeof f[3] === 'number' ? f[3] : 0;
-  const delivered = f[2] === true;
-  const stopped = f[4] === true;
-  // the common answer (listeners ran, no stop, no error, no timeout) allocates nothing else
-  if (!Array.isArray(f[5]) && !(Array.isArray(f[6]) && f[6].length > 0) && !f[7])
-    return {
-      mailbox: path,
-      delivered,
-      listeners: n,
-      stopped,
-      stoppedBy: undefined,
-      errors: [],
-      timedOut: [],
-    };
-  const errors = Array.isArray(f[6]) ? (f[6] as unknown[]).map(String) : [];
-  const stoppedBy = Array.isArray(f[5]) ? fromWire(f[5], 'RESULT stoppedBy') : undefined;
-  const remoteInfo = (name: string, identity = Message.empty): ListenerInfo => ({
-    id: 0,
-    mailbox: path,
-    identity,
-    name,
-    onTimeout: 'continue',
-  });
-  return {
-    mailbox: path,
-    delivered,
-    listeners: n,
-    stopped,
-    stoppedBy: stoppedBy ? remoteInfo('remote', stoppedBy) : undefined,
-    errors: errors.map((e) => ({ listener: remoteInfo('remote'), error: e })),
-    timedOut: Array.from({ length: typeof f[7] === 'number' ? f[7] : 0 }, () => remoteInfo('remote')),
-  };
-}

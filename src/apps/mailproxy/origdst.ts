@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { isIPv4 } from 'node:net';
-import koffi from 'koffi';
+import { getSockOpt } from '../../ipc/sockopt.js';
 
 /** Where a redirected client meant to go. */
 export interface OriginalDestination {
@@ -11,19 +11,6 @@ export interface OriginalDestination {
 const SOL_IP = 0;
 const SO_ORIGINAL_DST = 80;
 
-type GetSockOpt = (fd: number, level: number, name: number, val: Buffer, len: number[]) => number;
-let getsockopt: GetSockOpt | undefined;
-
-function load(): GetSockOpt {
-  if (!getsockopt) {
-    const libc = koffi.load('libc.so.6');
-    getsockopt = libc.func(
-      'int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)',
-    ) as GetSockOpt;
-  }
-  return getsockopt;
-}
-
 /**
  * The destination the client dialled before nftables redirected it here: getsockopt(SOL_IP,
  * SO_ORIGINAL_DST) on the accepted socket, which returns a `struct sockaddr_in` (family, port in
@@ -31,11 +18,8 @@ function load(): GetSockOpt {
  * dialled the proxy itself) or the socket has no descriptor. IPv4 only.
  */
 export function originalDestination(socket: Socket): OriginalDestination | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return undefined;
-  const buf = Buffer.alloc(16);
-  if (load()(fd, SOL_IP, SO_ORIGINAL_DST, buf, [16]) !== 0) return undefined;
-  return decodeSockaddrIn(buf);
+  const buf = getSockOpt(socket, SOL_IP, SO_ORIGINAL_DST, 16);
+  return buf && decodeSockaddrIn(buf);
 }
 
 /** `struct sockaddr_in` → address and port; undefined unless AF_INET (2) with a non-zero port. */

@@ -1,7 +1,11 @@
-import { MetanetError } from '../../core/errors.js';
-import type { ListenerHandle, ListenerInfo, Position, SendResult } from '../../core/listener.js';
-import { Message, type MessageInit } from '../../core/message.js';
+import { isErrorCode, MetanetError } from '../../core/errors.js';
+import type { Position, SendResult } from '../../core/listener.js';
+import type { Message } from '../../core/message.js';
 import { checkPath } from '../../core/path.js';
+
+export { handedOver, resultFromFrame } from '../frames.js';
+
+import { positionFromWire, positionToWire, resultToFrame } from '../frames.js';
 import { decodePayload, encodeFrame, F, type Frame, field, frameName, fromWire, toWire } from '../wire.js';
 
 /**
@@ -122,88 +126,9 @@ export function errorFrame(e: unknown): Uint8Array {
 export function errorFromFrame(f: Frame, who: string): MetanetError {
   const code = field.str(f, 2, 'code');
   const text = field.str(f, 3, 'message');
-  return new MetanetError(CODES.has(code) ? (code as MetanetError['code']) : 'EFAIL', `${who}: ${text}`);
+  return new MetanetError(isErrorCode(code) ? code : 'EFAIL', `${who}: ${text}`);
 }
 
 export function resultFrame(r: SendResult): Uint8Array {
-  return pack([
-    F.RESULT,
-    0,
-    r.delivered,
-    r.listeners,
-    r.stopped,
-    r.stoppedBy ? toWire(r.stoppedBy.identity) : null,
-    r.errors.map((e) => `${e.listener.name}: ${e.error}`),
-    r.timedOut.length,
-  ]);
+  return pack(resultToFrame(0, r));
 }
-
-export function resultFromFrame(mailbox: string, f: Frame): SendResult {
-  const errors = Array.isArray(f[6]) ? (f[6] as unknown[]).map(String) : [];
-  const stoppedBy = Array.isArray(f[5]) ? fromWire(f[5], 'RESULT stoppedBy') : undefined;
-  const info = (identity = Message.empty): ListenerInfo => ({
-    id: 0,
-    mailbox,
-    identity,
-    name: 'remote',
-    onTimeout: 'continue',
-  });
-  return {
-    mailbox,
-    delivered: f[2] === true,
-    listeners: typeof f[3] === 'number' ? f[3] : 0,
-    stopped: f[4] === true,
-    stoppedBy: stoppedBy ? info(stoppedBy) : undefined,
-    errors: errors.map((error) => ({ listener: info(), error })),
-    timedOut: Array.from({ length: typeof f[7] === 'number' ? f[7] : 0 }, () => info()),
-  };
-}
-
-/** What a one-way send (a reply) reports: handed over, not seen delivered. */
-export function handedOver(mailbox: string): SendResult {
-  return { mailbox, delivered: true, listeners: 1, stopped: false, errors: [], timedOut: [] };
-}
-
-function positionToWire(p: Position | undefined): unknown {
-  if (p === undefined || p === 'append' || p === 'prepend') return p ?? 'append';
-  const [k, ref] = 'before' in p ? (['before', p.before] as const) : (['after', p.after] as const);
-  const identity = isHandle(ref) ? ref.identity : Message.from(ref);
-  return [k, toWire(identity)];
-}
-
-function isHandle(x: MessageInit | ListenerHandle): x is ListenerHandle {
-  return (
-    typeof (x as ListenerHandle).remove === 'function' && (x as ListenerHandle).identity instanceof Message
-  );
-}
-
-function positionFromWire(v: unknown): Position {
-  if (v === 'append' || v === 'prepend') return v;
-  if (Array.isArray(v) && (v[0] === 'before' || v[0] === 'after')) {
-    const identity = fromWire(v[1], `LISTEN position ${v[0]}`);
-    return v[0] === 'before' ? { before: identity } : { after: identity };
-  }
-  throw new MetanetError(
-    'EPROTO',
-    'LISTEN frame: position must be "append", "prepend", ["before", tuples] or ["after", tuples]',
-  );
-}
-
-const CODES = new Set<string>([
-  'EFAIL',
-  'EBADPATH',
-  'EBADTUPLE',
-  'ENOTUPLE',
-  'ETUPLETYPE',
-  'ENOLISTENER',
-  'ENOMAILBOX',
-  'EEXIST',
-  'ETIMEDOUT',
-  'ECLOSED',
-  'ENODAEMON',
-  'ENOREMOTE',
-  'EDENIED',
-  'EPROTO',
-  'ECONFIG',
-  'EUNREACHABLE',
-]);

@@ -21,7 +21,8 @@ import {
 import { Message } from '../../core/message.js';
 import type { Address } from '../../core/path.js';
 import type { RemoteAttachment, Transport } from '../../core/transport.js';
-import { RELAY, REMOTE_TIMEOUT } from '../link.js';
+import { RELAY, REPLY_PREFIX, relayTarget } from '../frames.js';
+import { REMOTE_TIMEOUT } from '../link.js';
 import { F, type Frame } from '../wire.js';
 import {
   deliverFrame,
@@ -66,8 +67,6 @@ interface OutListener {
   readonly subject: string;
   readonly sub: Subscription;
 }
-
-const REPLY_PREFIX = '/system/reply/';
 
 /**
  * Reaches daemons on other machines over NATS and makes this bus's daemon reachable from them
@@ -449,13 +448,4 @@ export class NatsTransport implements Transport {
     this.out.clear();
     await this.nc.close();
   }
-}
-
-/** `/system/relay/NAME/path` → `NAME:/path`; any other path unchanged. */
-function relayTarget(path: string): string {
-  if (!path.startsWith(`${RELAY}/`)) return path;
-  const rest = path.slice(RELAY.length + 1);
-  const slash = rest.indexOf('/');
-  if (slash <= 0) throw new MetanetError('EBADPATH', `relay path ${path} must be ${RELAY}/<daemon>/<path>`);
-  return `${rest.slice(0, slash)}:${rest.slice(slash)}`;
 }
