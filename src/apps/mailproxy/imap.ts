@@ -1,6 +1,5 @@
-import { LineReader } from './lines.js';
 import { saslUser } from './sasl.js';
-import type { SniffEvent, Sniffer } from './sniffer.js';
+import { LineSniffer, type SniffEvent } from './sniffer.js';
 
 type Pending =
   | { readonly kind: 'login'; readonly user?: string }
@@ -12,36 +11,20 @@ type Pending =
  * `AUTHENTICATE`. Commands are matched by tag, so pipelined commands are fine. While an
  * AUTHENTICATE runs, client lines are SASL responses. A tagged `OK` to `STARTTLS` ends parsing.
  */
-export class ImapSniffer implements Sniffer {
+export class ImapSniffer extends LineSniffer {
   readonly protocol = 'imap';
-  done = false;
-  private readonly fromClient = new LineReader(true);
-  private readonly fromServer = new LineReader(true);
   private readonly pending = new Map<string, Pending>();
   private authTag: string | undefined;
 
-  client(chunk: Buffer): SniffEvent[] {
-    if (this.done) return [];
-    for (const line of this.fromClient.push(chunk)) this.clientLine(line);
-    return this.fromClient.overflow ? this.finish({ kind: 'overflow', side: 'client' }) : [];
+  constructor() {
+    super(true);
   }
 
-  server(chunk: Buffer): SniffEvent[] {
-    if (this.done) return [];
-    for (const line of this.fromServer.push(chunk)) {
-      const ev = this.serverLine(line);
-      if (ev) return this.finish(ev);
-    }
-    return this.fromServer.overflow ? this.finish({ kind: 'overflow', side: 'server' }) : [];
-  }
-
-  private finish(ev: SniffEvent): SniffEvent[] {
-    this.done = true;
+  protected reset(): void {
     this.pending.clear();
-    return [ev];
   }
 
-  private clientLine(line: string): void {
+  protected clientLine(line: string): void {
     const auth = this.authTag === undefined ? undefined : this.pending.get(this.authTag);
     if (auth?.kind === 'auth') {
       if (auth.responses++ === 0 && auth.user === undefined) auth.user = saslUser(auth.mechanism, line);
@@ -61,7 +44,7 @@ export class ImapSniffer implements Sniffer {
     } else if (cmd === 'STARTTLS') this.pending.set(tag, { kind: 'starttls' });
   }
 
-  private serverLine(line: string): SniffEvent | undefined {
+  protected serverLine(line: string): SniffEvent | undefined {
     const m = /^(\S+) (OK|NO|BAD)\b/i.exec(line);
     if (!m || m[1] === '*' || m[1] === '+') return undefined;
     const tag = m[1]!;

@@ -1,6 +1,5 @@
-import { LineReader } from './lines.js';
 import { saslUser } from './sasl.js';
-import type { SniffEvent, Sniffer } from './sniffer.js';
+import { LineSniffer, type SniffEvent } from './sniffer.js';
 
 interface Command {
   readonly name: string;
@@ -19,39 +18,23 @@ function multiLine(c: Command): boolean {
  * after its `+ ` continuations). Answers are matched to commands in order (the first server line is
  * the greeting), so pipelined commands (RFC 2449) are fine. `+OK` to `STLS` ends parsing.
  */
-export class Pop3Sniffer implements Sniffer {
+export class Pop3Sniffer extends LineSniffer {
   readonly protocol = 'pop3';
-  done = false;
-  private readonly fromClient = new LineReader();
-  private readonly fromServer = new LineReader();
   private readonly queue: Command[] = [];
   private greeted = false;
   private body = false;
   private user: string | undefined;
   private sasl: { mechanism: string; responses: number; user?: string } | undefined;
 
-  client(chunk: Buffer): SniffEvent[] {
-    if (this.done) return [];
-    for (const line of this.fromClient.push(chunk)) this.clientLine(line);
-    return this.fromClient.overflow ? this.finish({ kind: 'overflow', side: 'client' }) : [];
+  constructor() {
+    super(false);
   }
 
-  server(chunk: Buffer): SniffEvent[] {
-    if (this.done) return [];
-    for (const line of this.fromServer.push(chunk)) {
-      const ev = this.serverLine(line);
-      if (ev) return this.finish(ev);
-    }
-    return this.fromServer.overflow ? this.finish({ kind: 'overflow', side: 'server' }) : [];
-  }
-
-  private finish(ev: SniffEvent): SniffEvent[] {
-    this.done = true;
+  protected reset(): void {
     this.queue.length = 0;
-    return [ev];
   }
 
-  private clientLine(line: string): void {
+  protected clientLine(line: string): void {
     if (this.sasl) {
       if (this.sasl.responses++ === 0 && this.sasl.user === undefined)
         this.sasl.user = saslUser(this.sasl.mechanism, line);
@@ -69,7 +52,7 @@ export class Pop3Sniffer implements Sniffer {
     }
   }
 
-  private serverLine(line: string): SniffEvent | undefined {
+  protected serverLine(line: string): SniffEvent | undefined {
     if (this.body) {
       if (line === '.') this.body = false;
       return undefined;
