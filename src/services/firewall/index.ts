@@ -117,16 +117,14 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       const family = familyOf(ip, `${name}/allow ip`);
       const mac = macOf(m.str('mac'), `${name}/allow mac`);
       const timeout = timeoutOf(m.int('timeout', defaultTimeout), `${name}/allow`);
-      const a = await change(
-        `add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }`,
-      );
+      await change(`add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }`);
+      const latency = performance.now() - start; // until nft answered (its marker line)
       // The address now belongs to this MAC: a binding to another MAC is stale.
       for (const old of state.clients.filter((c) => c.ip === ip && c.mac !== mac))
         await change(`delete element inet ${t} ${authSet(family)} { ${authKey(old.ip, old.mac)} }`, true);
       state.clients = state.clients.filter((c) => c.ip !== ip);
       state.clients.push({ ip, mac, timeout, expiresAt: Date.now() + timeout * 1000 });
       save();
-      const latency = (a.echoAt ?? performance.now()) - start;
       reply(ctx, { ip, mac, family, timeout, latency: typed.float(latency) });
       return STOP;
     },

@@ -18,8 +18,6 @@ export interface NftAnswer {
   readonly errors: readonly string[];
   /** performance.now() at which the command was written to nft's stdin. */
   readonly sentAt: number;
-  /** performance.now() at which the first JSON line arrived (undefined if none). */
-  readonly echoAt?: number;
 }
 
 export interface NftShellOptions {
@@ -40,7 +38,6 @@ interface Job {
 interface Running extends Job {
   readonly marker: string;
   readonly sentAt: number;
-  echoAt?: number;
   readonly json: unknown[];
   readonly lines: string[];
   readonly timer: NodeJS.Timeout;
@@ -180,14 +177,12 @@ export class NftShell {
         json: r.json,
         errors: r.lines.filter((l) => l.startsWith('Error:')),
         sentAt: r.sentAt,
-        echoAt: r.echoAt,
       });
       return;
     }
     if (line.startsWith('{')) {
       try {
         r.json.push(JSON.parse(line));
-        r.echoAt ??= performance.now();
         return;
       } catch {
         // not JSON after all: keep it as text
