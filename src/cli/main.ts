@@ -5,6 +5,7 @@ import { Bus } from '../core/bus.js';
 import { isMetanetError, MetanetError } from '../core/errors.js';
 import { CONTINUE, STOP } from '../core/listener.js';
 import { silentLogger } from '../core/log.js';
+import type { Message } from '../core/message.js';
 import { parseAddress } from '../core/path.js';
 import { attachClient, serveDaemon } from '../ipc/daemon.js';
 import { socketDir } from '../ipc/dir.js';
@@ -264,6 +265,52 @@ program
       await d.close();
       await bus.close(200);
       return undefined;
+    }),
+  );
+
+program
+  .command('up')
+  .option('-c, --config <file>', 'gateway config (JSON or YAML)', '/etc/metanet/gateway.json')
+  .option('--check', 'validate the config and exit (0, or 1 naming every bad field)')
+  .description('run the gateway: every app of the config, one process (docs/gateway.md)')
+  .action(async (o: { config: string; check?: boolean }) => {
+    const { up } = await import('./up.js');
+    process.exit(await up({ ...o, dir: globals().dir }));
+  });
+
+program
+  .command('reload')
+  .description('make `metanet up` read its config again and apply what changed')
+  .action(
+    run(async () => {
+      const r = await connect().bus.request('gateway:/gateway/reload', {}, { timeout: 60_000 });
+      if (!r.bool('ok')) {
+        process.stderr.write(`metanet: reload refused, the running config is kept:\n${r.str('error')}\n`);
+        return EXIT.usage;
+      }
+      const list = (tag: string): string =>
+        r
+          .all(tag)
+          .map((t) => String(t.value))
+          .join(' ') || 'none';
+      out(
+        `restarted: ${list('restarted')}; started: ${list('started')}; stopped: ${list('stopped')}; unchanged: ${list('unchanged')}`,
+        messageJson(r),
+      );
+      return EXIT.ok;
+    }),
+  );
+
+program
+  .command('status')
+  .description('the apps `metanet up` runs, with a few figures each')
+  .action(
+    run(async () => {
+      const r = await connect().bus.request('gateway:/gateway/status', {});
+      const apps = r.all('app').map((t) => t.value as Message);
+      if (globals().json) out('', messageJson(r));
+      else for (const a of apps) out([...a].map((t) => `${t.tag}=${String(t.value)}`).join('  '), undefined);
+      return EXIT.ok;
     }),
   );
 

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { MetanetError } from '../../core/errors.js';
+import { parseWith } from '../app.js';
 
 /** The portal's configuration (docs/apps/portal.md lists every field). */
 export const PortalConfigSchema = z.strictObject({
@@ -39,6 +38,14 @@ export const PortalConfigSchema = z.strictObject({
   stockAuth: z.boolean().default(true),
   /** How long `/portal/auth` may take (ms) before the client is told to try again. */
   authTimeoutMs: z.number().int().min(10).max(60000).default(5000),
+  /**
+   * The DHCP daemon whose leases the portal follows (`dhcpd`): it then knows guests' MACs and
+   * hostnames before their first request, and a released or expired lease ends the session.
+   */
+  dhcpd: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, 'a daemon name')
+    .optional(),
   /** Delay (ms) between the 303 after login and cutting the client's redirected connections. */
   cutDelayMs: z.number().int().min(0).max(10000).default(300),
 });
@@ -46,22 +53,7 @@ export const PortalConfigSchema = z.strictObject({
 export type PortalConfigInput = z.input<typeof PortalConfigSchema>;
 export type PortalConfig = z.output<typeof PortalConfigSchema>;
 
-/** Validate a config object; an `ECONFIG` error names the field. */
-export function parseConfig(raw: unknown, where = 'portal config'): PortalConfig {
-  const r = PortalConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const i = r.error.issues[0]!;
-    throw new MetanetError('ECONFIG', `${where}: ${i.path.join('.') || '(root)'}: ${i.message}`);
-  }
-  return r.data;
-}
-
-export function loadConfig(file: string): PortalConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new MetanetError('ECONFIG', `${file}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  return parseConfig(raw, file);
+/** Validate a config object; a ConfigError names every bad field. */
+export function parseConfig(raw: unknown): PortalConfig {
+  return parseWith(PortalConfigSchema, raw);
 }

@@ -13,6 +13,7 @@ import { installHttpService } from '../../services/http/index.js';
 import { attachTable } from '../../services/table.js';
 import { macFor } from './arp.js';
 import { type PortalConfig, type PortalConfigInput, parseConfig } from './config.js';
+import { DhcpGuests } from './guests.js';
 import { loggedIn, message, moved, safeUrl, splash } from './pages.js';
 import { Sessions } from './sessions.js';
 import { portalTable } from './table.js';
@@ -24,6 +25,10 @@ export interface CaptivePortal {
   readonly url: string;
   readonly port: number;
   readonly firewall: FirewallService;
+  /** What DHCP told the portal (when it follows a dhcpd: config `dhcpd`). */
+  readonly guests: DhcpGuests | undefined;
+  /** Live sessions. */
+  sessionCount(): number;
   /** Stop serving; the firewall table stays (logged-in clients keep access meanwhile). */
   close(): Promise<void>;
 }
@@ -67,6 +72,18 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       code: isMetanetError(e) ? e.code : 'EFAIL',
     });
   };
+  /** End a session: out of the firewall, off the state file, announced with its reason. */
+  const endSession = async (ip: string, reason: string): Promise<boolean> => {
+    const s = sessions.get(ip);
+    if (!s) return false;
+    sessions.remove(ip);
+    const r = await bus.request(`${FIREWALL}/deny`, { ip: s.ip, mac: s.mac });
+    if (r.has('error')) report(`${FIREWALL}/deny`, new Error(r.str('error')));
+    log.log('info', 'portal: logged out', { ip, mac: s.mac, reason });
+    bus.post(`${name}/logged-out`, { ip, mac: s.mac, reason, since: Math.floor(s.since / 1000) });
+    return true;
+  };
+  let guests: DhcpGuests | undefined;
   const allow = async (ip: string, mac: string, timeout: number): Promise<void> => {
     const r = await bus.request(`${FIREWALL}/allow`, { ip, mac, timeout });
     if (r.has('error')) throw new MetanetError('EFAIL', `firewall allow ${ip}: ${r.str('error')}`);
@@ -77,6 +94,17 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     // rebuilt without the firewall's own state file would not).
     for (const s of sessions.list())
       await allow(s.ip, s.mac, Math.max(1, Math.ceil((s.expires - Date.now()) / 1000)));
+
+    // The paper's head start: guests known from DHCP; a lease that ends ends the session.
+    if (config.dhcpd) {
+      const g = new DhcpGuests(bus, config.dhcpd, ({ ip, mac, reason }) => {
+        if (sessions.get(ip)?.mac !== mac) return;
+        endSession(ip, 'lease').catch((e: unknown) => report(`${name}/logged-out`, e));
+        log.log('debug', 'portal: lease ended', { ip, mac, dhcp: reason });
+      });
+      guests = g;
+      cleanup.push(() => g.close());
+    }
 
     // Authentication is a mailbox: this stock listener, appended, accepts everyone who accepted.
     if (config.stockAuth) {
@@ -104,6 +132,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
           return {
             ip: s.ip,
             mac: s.mac,
+            hostname: guests?.get(s.ip)?.hostname ?? '',
             since: Math.floor(s.since / 1000),
             expires: Math.floor(s.expires / 1000),
             packets: c?.int('packets') ?? 0,
@@ -115,10 +144,8 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       },
       '/logout': async (m, ctx) => {
         const ip = m.str('ip');
-        const s = sessions.get(ip);
-        if (s) await bus.request(`${FIREWALL}/deny`, { ip: s.ip, mac: s.mac });
-        sessions.remove(ip);
-        if (ctx.replyTo) await ctx.reply({ ip, removed: s !== undefined });
+        const removed = await endSession(ip, m.str('reason', 'operator'));
+        if (ctx.replyTo) await ctx.reply({ ip, removed });
         return STOP;
       },
     });
@@ -283,6 +310,10 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     url: portalUrl,
     port,
     firewall,
+    get guests() {
+      return guests;
+    },
+    sessionCount: () => sessions.list().length,
     async close() {
       for (const t of timers) t.cancel();
       for (const c of cleanup) await c();

@@ -31,16 +31,35 @@ export const portalTable: ServiceTable = [
     ],
   },
   {
+    suffix: '/logged-out',
+    dir: 'out',
+    doc: 'A session ended, with why: lease (its DHCP lease was released or expired), operator (/logout).',
+    tuples: [
+      { tag: 'ip', type: 'str', doc: "the client's address" },
+      { tag: 'mac', type: 'str', doc: 'its MAC' },
+      { tag: 'reason', type: 'str', doc: 'lease | operator | guest | idle | session | quota | blocked' },
+      { tag: 'since', type: 'int', doc: 'start of the session, epoch seconds' },
+    ],
+  },
+  {
     suffix: '/clients',
     dir: 'in',
-    doc: 'Replies {count, client…}: one list per live session with ip, mac, since, expires, packets, bytes.',
+    doc: 'Replies {count, client…}: one list per live session with ip, mac, hostname (from DHCP, or ""), since, expires, packets, bytes.',
     tuples: [],
   },
   {
     suffix: '/logout',
     dir: 'in',
     doc: "End a client's session and remove it from the firewall. Replies {ip, removed}.",
-    tuples: [{ tag: 'ip', type: 'str', doc: "the client's address" }],
+    tuples: [
+      { tag: 'ip', type: 'str', doc: "the client's address" },
+      {
+        tag: 'reason',
+        type: 'str',
+        required: false,
+        doc: 'why, announced on /logged-out (default operator)',
+      },
+    ],
   },
   {
     suffix: '/error',

@@ -1,0 +1,190 @@
+import { Bus } from '../../core/bus.js';
+import { MetanetError } from '../../core/errors.js';
+import { STOP } from '../../core/listener.js';
+import type { Logger } from '../../core/log.js';
+import { type Daemon, serveDaemon } from '../../ipc/daemon.js';
+import type { AppHandle } from '../app.js';
+import { AppChild, type ChildEvent } from './child.js';
+import { type GatewayConfig, type HostedApp, loadGatewayFile } from './config.js';
+
+/** One running app: in this process (its own bus and socket) or in a supervised child. */
+type Running =
+  | { kind: 'shared'; hosted: HostedApp; bus: Bus; handle: AppHandle; daemon: Daemon }
+  | { kind: 'own'; hosted: HostedApp; child: AppChild };
+
+export interface ReloadResult {
+  readonly restarted: readonly string[];
+  readonly started: readonly string[];
+  readonly stopped: readonly string[];
+  readonly unchanged: readonly string[];
+}
+
+export interface Gateway {
+  readonly config: GatewayConfig;
+  /** Names of the running apps, in start order. */
+  apps(): string[];
+  /** Read the config file again and apply what changed (a bad file is refused: ECONFIG, nothing changes). */
+  reload(): Promise<ReloadResult>;
+  /** Stop every app (reverse order), state on disk first, then the gateway's own socket. */
+  close(): Promise<void>;
+}
+
+const GW = '/gateway';
+
+/**
+ * `metanet up`: host the config's apps. Each shared app gets its own bus named after it, served on
+ * its own daemon socket (so `metanet ls portal` and `dhcpd:/dhcpd/lookup` work as with separate
+ * processes); an app with `process: "own"` runs in a supervised child. The gateway itself is
+ * daemon `gateway`: `/gateway/status`, `/gateway/reload`, `/gateway/app/exit` (docs/gateway.md).
+ * An app that fails to start stops the whole start: the ones started are stopped again.
+ */
+export async function startGateway(config: GatewayConfig, log: Logger, dir?: string): Promise<Gateway> {
+  const socketDir = dir ?? config.socketDir;
+  let current = config;
+  const running = new Map<string, Running>();
+  const bus = new Bus({ name: 'gateway', logger: log });
+
+  const childExit = (e: ChildEvent): void => {
+    bus.post(`${GW}/app/exit`, {
+      app: e.app,
+      pid: e.pid ?? 0,
+      code: e.code ?? -1,
+      signal: e.signal ?? '',
+      'restart-in-ms': e.restartInMs,
+    });
+  };
+
+  async function start(h: HostedApp, file: string): Promise<Running> {
+    if (h.process === 'own') {
+      const child = new AppChild(h.name, file, socketDir, log, childExit);
+      // Wait for its ready line a while; a child that is slow or failing keeps being restarted.
+      await Promise.race([child.ready, new Promise((r) => setTimeout(r, 30_000).unref())]);
+      return { kind: 'own', hosted: h, child };
+    }
+    const appBus = new Bus({ name: h.name, logger: log.child({ app: h.name }) });
+    let handle: AppHandle | undefined;
+    try {
+      handle = await h.app.start(appBus, h.config, { dir: socketDir, log: appBus.log });
+      const daemon = await serveDaemon(appBus, { dir: socketDir, signals: false });
+      return { kind: 'shared', hosted: h, bus: appBus, handle, daemon };
+    } catch (e) {
+      await handle?.close().catch(() => {});
+      await appBus.close(100);
+      throw new MetanetError(
+        'EFAIL',
+        `app ${h.name} failed to start: ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
+    }
+  }
+
+  async function stop(r: Running): Promise<void> {
+    if (r.kind === 'own') return r.child.stop();
+    await r.handle
+      .close()
+      .catch((e: unknown) =>
+        log.log('error', 'app failed to stop cleanly', { app: r.hosted.name, error: e }),
+      );
+    await Promise.all([r.daemon.close(), r.daemon.transport.close()]);
+    await r.bus.close(100);
+  }
+
+  async function stopAll(): Promise<void> {
+    for (const name of [...running.keys()].reverse()) {
+      const r = running.get(name)!;
+      running.delete(name);
+      await stop(r);
+    }
+  }
+
+  const daemon = await serveDaemon(bus, { dir: socketDir, signals: false });
+  try {
+    for (const h of config.apps) running.set(h.name, await start(h, config.file));
+  } catch (e) {
+    await stopAll();
+    await Promise.all([daemon.close(), daemon.transport.close()]);
+    await bus.close(100);
+    throw e;
+  }
+
+  let reloading: Promise<ReloadResult> | undefined;
+  async function reload(): Promise<ReloadResult> {
+    const next = await loadGatewayFile(current.file); // a bad file throws here: nothing changes
+    const same = (a: HostedApp, b: HostedApp): boolean =>
+      a.process === b.process && JSON.stringify(a.config) === JSON.stringify(b.config);
+    const want = new Map(next.apps.map((h) => [h.name, h]));
+    const result = {
+      restarted: [] as string[],
+      started: [] as string[],
+      stopped: [] as string[],
+      unchanged: [] as string[],
+    };
+    // Stop what goes or changes (reverse start order), then start in order.
+    for (const name of [...running.keys()].reverse()) {
+      const r = running.get(name)!;
+      const w = want.get(name);
+      if (w && same(r.hosted, w)) continue;
+      running.delete(name);
+      await stop(r);
+      (w ? result.restarted : result.stopped).push(name);
+    }
+    const order = new Map<string, Running>();
+    for (const h of next.apps) {
+      const r = running.get(h.name);
+      if (r) {
+        order.set(h.name, r);
+        result.unchanged.push(h.name);
+        continue;
+      }
+      order.set(h.name, await start(h, next.file));
+      if (!result.restarted.includes(h.name)) result.started.push(h.name);
+    }
+    running.clear();
+    for (const [k, v] of order) running.set(k, v);
+    current = next;
+    log.log('info', 'gateway reloaded', { ...result });
+    return result;
+  }
+  const reloadOnce = (): Promise<ReloadResult> => {
+    reloading ??= reload().finally(() => {
+      reloading = undefined;
+    });
+    return reloading;
+  };
+
+  bus.append(`${GW}/status`, async (_m, ctx) => {
+    await ctx.reply({
+      config: current.file,
+      app: [...running.values()].map((r) => ({
+        name: r.hosted.name,
+        process: r.kind,
+        pid: r.kind === 'own' ? (r.child.pid ?? 0) : process.pid,
+        ...(r.kind === 'own' ? { restarts: r.child.restarts } : r.handle.status()),
+      })),
+    });
+    return STOP;
+  });
+  bus.append(`${GW}/reload`, async (_m, ctx) => {
+    try {
+      const r = await reloadOnce();
+      await ctx.reply({ ok: true, ...r });
+    } catch (e) {
+      await ctx.reply({ ok: false, error: e instanceof Error ? e.message : String(e) });
+    }
+    return STOP;
+  });
+
+  return {
+    get config() {
+      return current;
+    },
+    apps: () => [...running.keys()],
+    reload: reloadOnce,
+    async close() {
+      await reloading?.catch(() => {});
+      await stopAll();
+      await Promise.all([daemon.close(), daemon.transport.close()]);
+      await bus.close(100);
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+import { type App, type GatewayFacts, parseWith } from '../app.js';
+import { type PortalConfig, PortalConfigSchema } from './config.js';
+import { startCaptivePortal } from './portal.js';
+
+/** The portal's gateway section: what is its own; networks, addresses and state paths come from the gateway. */
+const section = PortalConfigSchema.pick({
+  port: true,
+  portalHost: true,
+  sessionSeconds: true,
+  garden: true,
+  title: true,
+  policy: true,
+  stockAuth: true,
+  authTimeoutMs: true,
+  cutDelayMs: true,
+}).extend({ dns: z.array(z.string().min(1)).optional() });
+
+/** The captive portal with the nftables firewall it owns (docs/apps/portal.md), as an app. */
+export const portalApp: App<PortalConfig> = {
+  name: 'portal',
+  summary: 'captive portal on the guest network: splash, login bound to MAC in nftables, RFC 8908 API',
+  section,
+  fromGateway(gw: GatewayFacts, s: Record<string, unknown>): unknown {
+    const captive = gw.captive;
+    return {
+      ...s,
+      address: captive[0]?.address,
+      lan: captive.map((n) => n.device),
+      // Guests reach the router's own resolver (the firewall lets DNS to the router through); without
+      // the forwarder they need the upstream servers before login.
+      dns: s.dns ?? (gw.enabled.has('dns') ? [] : [...gw.upstreamDns]),
+      stateFile: join(gw.stateDir, 'portal.sessions.json'),
+      firewallStateFile: join(gw.stateDir, 'firewall.json'),
+      commandPrefix: [...gw.commandPrefix],
+      ...(gw.enabled.has('dhcpd') ? { dhcpd: 'dhcpd' } : {}),
+    };
+  },
+  parse: (raw) => parseWith(PortalConfigSchema, raw),
+  async start(bus, config) {
+    const portal = await startCaptivePortal(bus, config);
+    return {
+      status: () => ({ sessions: portal.sessionCount(), url: portal.url }),
+      close: () => portal.close(),
+    };
+  },
+};

@@ -1,0 +1,16 @@
+import type { App } from './app.js';
+
+/**
+ * Every app `metanet up` can host, in the order it starts them (a dependency comes before what
+ * uses it: dhcpd before the LDAP glue hooking it and the portal following its leases). Each is
+ * loaded only when a config names it, so what a gateway does not use costs no memory.
+ */
+export const APPS: Readonly<Record<string, () => Promise<App>>> = {
+  dhcpd: async () => (await import('./dhcpd/app.js')).dhcpdApp,
+  dns: async () => (await import('./dns/app.js')).dnsApp,
+  'dhcp-ldap': async () => (await import('./dhcp-ldap/app.js')).dhcpLdapApp,
+  portal: async () => (await import('./portal/app.js')).portalApp,
+  mailproxy: async () => (await import('./mailproxy/app.js')).mailProxyApp,
+};
+
+export const APP_NAMES: readonly string[] = Object.keys(APPS);
