@@ -51,8 +51,9 @@ export async function runApp<C>(app: App<C>, options: RunOptions = {}): Promise<
   let handle: AppHandle;
   let daemon: Awaited<ReturnType<typeof serveDaemon>>;
   try {
-    handle = await app.start(bus, config, { dir, log: bus.log });
+    // The socket first: an app reaches other daemons (the portal follows dhcpd) through it.
     daemon = await serveDaemon(bus, { dir, signals: false });
+    handle = await app.start(bus, config, { dir, log: bus.log });
   } catch (e) {
     return fail(isMetanetError(e, 'ECONFIG') ? APP_EXIT.config : APP_EXIT.start, e);
   }

@@ -279,6 +279,23 @@ program
   });
 
 program
+  .command('app')
+  .argument('<name>', 'dhcpd, dns, dhcp-ldap, portal or mailproxy')
+  .option('-c, --config <file>', "the app's own config, or a gateway config", '/etc/metanet/gateway.json')
+  .description('run one app in this process (what metanet@.service does)')
+  .action(async (name: string, o: { config: string }) => {
+    const { APPS, APP_NAMES } = await import('../apps/registry.js');
+    const load = APPS[name];
+    if (!load) {
+      process.stderr.write(`metanet: no app "${name}" (known: ${APP_NAMES.join(', ')})\n`);
+      process.exit(EXIT.usage);
+    }
+    const { runApp } = await import('../apps/runner.js');
+    const dir = globals().dir;
+    await runApp(await load(), { argv: ['--config', o.config, ...(dir ? ['--dir', dir] : [])] });
+  });
+
+program
   .command('reload')
   .description('make `metanet up` read its config again and apply what changed')
   .action(

@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { Bus } from '../../core/bus.js';
 import { MetanetError } from '../../core/errors.js';
 import { STOP } from '../../core/listener.js';
@@ -62,13 +63,14 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
       return { kind: 'own', hosted: h, child };
     }
     const appBus = new Bus({ name: h.name, logger: log.child({ app: h.name }) });
-    let handle: AppHandle | undefined;
+    let daemon: Daemon | undefined;
     try {
-      handle = await h.app.start(appBus, h.config, { dir: socketDir, log: appBus.log });
-      const daemon = await serveDaemon(appBus, { dir: socketDir, signals: false });
+      // The socket first: an app reaches other daemons (the portal follows dhcpd) through it.
+      daemon = await serveDaemon(appBus, { dir: socketDir, signals: false });
+      const handle = await h.app.start(appBus, h.config, { dir: socketDir, log: appBus.log });
       return { kind: 'shared', hosted: h, bus: appBus, handle, daemon };
     } catch (e) {
-      await handle?.close().catch(() => {});
+      if (daemon) await Promise.all([daemon.close(), daemon.transport.close()]);
       await appBus.close(100);
       throw new MetanetError(
         'EFAIL',
@@ -97,6 +99,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
     }
   }
 
+  mkdirSync(config.facts.stateDir, { recursive: true, mode: 0o700 });
   const daemon = await serveDaemon(bus, { dir: socketDir, signals: false });
   try {
     for (const h of config.apps) running.set(h.name, await start(h, config.file));

@@ -201,6 +201,17 @@ export function parseConfig(raw: unknown, checkOption?: (key: string, value: unk
       localAddress: local?.address,
     });
   });
+  // A device-bound socket per named interface, or the 0.0.0.0 socket for all: not both (the
+  // 0.0.0.0 socket would also receive the named devices' broadcasts and answer them twice).
+  const named = c.listen.filter((l) => l.interface !== undefined).length;
+  if (named > 0 && named < c.listen.length)
+    c.listen.forEach((l, i) => {
+      if (l.interface === undefined)
+        bad(
+          ['listen', i, 'interface'],
+          'missing: name the interface of every listen entry, or of none (then one socket receives on all interfaces)',
+        );
+    });
   const macs = new Map<string, number>();
   const hostIps = new Map<string, number>();
   c.hosts.forEach((h, i) => {

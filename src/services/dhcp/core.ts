@@ -22,6 +22,11 @@ export interface Inbound {
   readonly packet: DhcpPacket;
   /** Source of the datagram. */
   readonly from: { readonly address: string; readonly port: number };
+  /**
+   * The device it arrived on, when the server knows it (a socket bound to that device, for a
+   * `listen` entry with `interface`): a direct client is then on that entry's subnet.
+   */
+  readonly interface?: string;
 }
 
 export interface Outbound {
@@ -95,6 +100,10 @@ export class DhcpCore {
   private readonly now: () => number;
   private readonly log: Logger;
   private readonly ours: Set<string>;
+  /** The directly attached subnets, in config order. */
+  private readonly direct: readonly SubnetConfig[];
+  /** The directly attached subnets of each `listen` interface, in `listen` order. */
+  private readonly onInterface = new Map<string, SubnetConfig[]>();
   private readonly clientPort: number;
   private readonly relayPort: number;
   private readonly globalOptions: DhcpOption[];
@@ -114,6 +123,14 @@ export class DhcpCore {
     this.clientPort = opts.clientPort ?? 68;
     this.relayPort = opts.relayPort ?? 67;
     this.ours = new Set(config.listen.map((l) => l.address));
+    this.direct = config.subnets.filter((s) => s.localAddress !== undefined);
+    for (const l of config.listen) {
+      const s = l.interface === undefined ? undefined : subnetOf(config, l.address);
+      if (l.interface === undefined || s === undefined) continue;
+      const on = this.onInterface.get(l.interface) ?? [];
+      if (!on.includes(s)) on.push(s);
+      this.onInterface.set(l.interface, on);
+    }
     this.globalOptions = Object.entries(config.options).map(([k, v]) => toOption(k, v));
     for (const s of config.subnets)
       this.subnetOptions.set(
@@ -202,7 +219,7 @@ export class DhcpCore {
     if (p.hlen === 0 || p.chaddr.every((b) => b === 0))
       return this.drop('no client hardware address', fields);
     this.announce(inb, mac, type);
-    const subnet = this.subnetFor(p, mac);
+    const subnet = this.subnetFor(p, mac, inb.interface);
     if (!subnet) return this.drop('no subnet served for this packet (giaddr/ciaddr/interface)', fields);
     switch (type) {
       case MessageType.DISCOVER:
@@ -243,15 +260,21 @@ export class DhcpCore {
   /**
    * The subnet a packet belongs to: by giaddr (relayed); else by ciaddr; else the directly
    * attached subnet (the one of a `listen` address) that the requested address or the client's
-   * lease points at; else the first directly attached subnet. See "Several interfaces" in the doc.
+   * lease points at; else the first directly attached subnet. When the packet arrived on a served
+   * device (`iface`), "directly attached" means the subnets of that device's `listen` addresses
+   * only, and a ciaddr elsewhere gets that device's subnet (hence a NAK): the device decides,
+   * never another interface's subnet. See "Sockets, interfaces and their limits" in
+   * docs/services/dhcp.md.
    */
-  subnetFor(p: DhcpPacket, mac: string): SubnetConfig | undefined {
+  subnetFor(p: DhcpPacket, mac: string, iface?: string): SubnetConfig | undefined {
     if (p.giaddr !== ZERO) return subnetOf(this.config, p.giaddr);
-    const direct = this.config.subnets.filter((s) => s.localAddress !== undefined);
+    const direct = iface === undefined ? this.direct : (this.onInterface.get(iface) ?? []);
     const pick = (ip: string | undefined): SubnetConfig | undefined =>
       ip === undefined || ip === ZERO ? undefined : direct.find((s) => subnetOf(this.config, ip) === s);
-    // A ciaddr on no served subnet: the client moved here; the direct subnet answers (a NAK).
-    if (p.ciaddr !== ZERO) return subnetOf(this.config, p.ciaddr) ?? direct[0];
+    if (p.ciaddr !== ZERO)
+      // A ciaddr on no served subnet (or, by device, not on this one): the client moved here; the
+      // direct subnet answers (a NAK).
+      return (iface === undefined ? subnetOf(this.config, p.ciaddr) : pick(p.ciaddr)) ?? direct[0];
     return pick(this.ip(p, 50)) ?? pick(this.store.ofMac(mac)?.ip) ?? direct[0];
   }
 

@@ -1,10 +1,12 @@
 import { createSocket, type Socket } from 'node:dgram';
+import { closeSync } from 'node:fs';
 import type { Bus } from '../../core/bus.js';
 import { STOP } from '../../core/listener.js';
 import type { Logger } from '../../core/log.js';
 import { attachTable } from '../table.js';
 import type { DhcpConfig } from './config.js';
 import { DhcpCore, type Outbound } from './core.js';
+import { openDeviceSocket } from './devsocket.js';
 import { LeaseStore } from './leases.js';
 import { decodePacket } from './packet.js';
 import { Pool } from './pool.js';
@@ -12,11 +14,21 @@ import { encodeReply } from './reply.js';
 import { DHCPD_BASE, DHCPD_TABLE } from './table.js';
 
 /**
- * The DHCPv4 server: sockets around DhcpCore. One socket bound to 0.0.0.0:67 receives
- * broadcasts; one socket per `listen` address (reuseAddr, broadcast on) receives unicasts to that
- * address and sends the replies to that address's subnet (a broadcast sent from the 0.0.0.0
- * socket fails with ENETUNREACH when there is no default route). Node cannot bind a socket to a
- * device (SO_BINDTODEVICE): see "Several interfaces" in docs/services/dhcp.md.
+ * The DHCPv4 server: sockets around DhcpCore.
+ *
+ * - `listen` entries with an `interface`: one socket per device, bound to it (SO_BINDTODEVICE,
+ *   devsocket.ts) on 0.0.0.0:67. It receives what arrives on that device only (broadcasts, and
+ *   unicasts to any of our addresses: renewals, relays); each packet is handed to the core with
+ *   the device's name (the subnet is then the device's), and its reply leaves by the same socket,
+ *   so by the same device. Nothing is received on an interface no entry names.
+ * - entries without one (the old way): one socket bound to 0.0.0.0:67 receives broadcasts from
+ *   every interface; one socket per address (reuseAddr, broadcast on) receives unicasts to that
+ *   address and sends the replies for that address's subnet (a broadcast sent from the 0.0.0.0
+ *   socket fails with ENETUNREACH when there is no default route).
+ *
+ * The config does not mix the two (config.ts): a 0.0.0.0 socket would also receive every
+ * broadcast arriving on the named devices, and answer it twice. See "Sockets, interfaces and their
+ * limits" in docs/services/dhcp.md.
  */
 
 /** Asked for each socket's receive buffer (SO_RCVBUF; the kernel caps it at net.core.rmem_max). */
@@ -29,7 +41,7 @@ export interface DhcpServerOptions {
   readonly clientPort?: number;
   /** Port of relays (giaddr) replies go to (67). */
   readonly relayPort?: number;
-  /** Bind the receiving wildcard socket (default true). */
+  /** Bind the receiving wildcard socket (default true; there is none when `listen` names devices). */
   readonly wildcard?: boolean;
   readonly now?: () => number;
   readonly logger?: Logger;
@@ -52,6 +64,24 @@ function bind(s: Socket, port: number, address: string): Promise<void> {
       s.off('error', onError);
       resolve();
     });
+  });
+}
+
+/** Adopt a bound descriptor (devsocket.ts); on failure the descriptor is closed with the socket. */
+function adopt(s: Socket, fd: number, device: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error): void =>
+      reject(new Error(`dhcpd: cannot bind to device ${device}: ${e.message}`));
+    s.once('error', onError);
+    try {
+      s.bind({ fd }, () => {
+        s.off('error', onError);
+        resolve();
+      });
+    } catch (e) {
+      closeSync(fd);
+      onError(e as Error);
+    }
   });
 }
 
@@ -113,7 +143,8 @@ export async function startDhcpServer(
   const byAddress = new Map<string, Socket>();
   let closed = false;
 
-  const send = (out: Outbound): void => {
+  /** `from`: the device socket the request arrived on; its reply leaves by it. */
+  const send = (out: Outbound, from: Socket | undefined): void => {
     let buf: Buffer;
     try {
       buf = encodeReply(out.packet, out.maxSize);
@@ -121,50 +152,70 @@ export async function startDhcpServer(
       log.log('error', 'dhcp: cannot encode a reply', { error: e, to: out.to.address });
       return;
     }
-    const s = (out.via !== undefined ? byAddress.get(out.via) : undefined) ?? sockets[0];
+    const s = from ?? (out.via !== undefined ? byAddress.get(out.via) : undefined) ?? sockets[0];
     if (!s || closed) return;
     s.send(buf, out.to.port, out.to.address, (e) => {
       if (e) log.log('warn', 'dhcp: send failed', { error: e, to: `${out.to.address}:${out.to.port}` });
     });
   };
 
-  const onMessage = (buf: Buffer, rinfo: { address: string; port: number }): void => {
-    let packet: ReturnType<typeof decodePacket>;
-    try {
-      packet = decodePacket(buf);
-    } catch (e) {
-      core.malformed();
-      log.log('warn', 'dhcp: malformed packet', {
-        from: `${rinfo.address}:${rinfo.port}`,
-        bytes: buf.length,
-        error: e,
-        field: (e as { field?: string }).field,
-        offset: (e as { offset?: number }).offset,
+  /** `device`: the socket is bound to this device (its packets are tagged with it). */
+  const receiver =
+    (s: Socket, device: string | undefined) =>
+    (buf: Buffer, rinfo: { address: string; port: number }): void => {
+      let packet: ReturnType<typeof decodePacket>;
+      try {
+        packet = decodePacket(buf);
+      } catch (e) {
+        core.malformed();
+        log.log('warn', 'dhcp: malformed packet', {
+          from: `${rinfo.address}:${rinfo.port}`,
+          interface: device,
+          bytes: buf.length,
+          error: e,
+          field: (e as { field?: string }).field,
+          offset: (e as { offset?: number }).offset,
+        });
+        return;
+      }
+      const inb = device === undefined ? { packet, from: rinfo } : { packet, from: rinfo, interface: device };
+      void core.handle(inb).then((out) => {
+        if (out) send(out, device === undefined ? undefined : s);
       });
-      return;
-    }
-    void core.handle({ packet, from: rinfo }).then((out) => {
-      if (out) send(out);
-    });
-  };
+    };
 
-  const open = async (address: string): Promise<Socket> => {
-    // A large receive buffer: while the process is off the CPU (a GC, a busy machine) a burst of
-    // requests queues in the kernel instead of being dropped (RcvbufErrors). The kernel caps it
-    // at net.core.rmem_max.
+  // A large receive buffer: while the process is off the CPU (a GC, a busy machine) a burst of
+  // requests queues in the kernel instead of being dropped (RcvbufErrors). The kernel caps it at
+  // net.core.rmem_max.
+  const socket = (where: string, device: string | undefined): Socket => {
     const s = createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
-    s.on('message', onMessage);
-    s.on('error', (e) => log.log('error', 'dhcp: socket error', { address, error: e }));
-    await bind(s, port, address);
-    s.setBroadcast(true);
+    s.on('message', receiver(s, device));
+    s.on('error', (e) => log.log('error', 'dhcp: socket error', { socket: where, error: e }));
     sockets.push(s);
     return s;
   };
 
+  const open = async (address: string): Promise<Socket> => {
+    const s = socket(address, undefined);
+    await bind(s, port, address);
+    s.setBroadcast(true);
+    return s;
+  };
+
+  const openDevice = async (device: string): Promise<void> => {
+    const fd = await openDeviceSocket(device, port);
+    const s = socket(`${device} 0.0.0.0:${port}`, device);
+    await adopt(s, fd, device);
+  };
+
+  const devices = new Set(config.listen.flatMap((l) => (l.interface === undefined ? [] : [l.interface])));
   try {
-    // The per-address sockets first: sockets[0] (the default sender) is the first listen address.
-    for (const l of config.listen) byAddress.set(l.address, await open(l.address));
-    if (opts.wildcard !== false) await open('0.0.0.0');
+    if (devices.size > 0) for (const d of devices) await openDevice(d);
+    else {
+      // The per-address sockets first: sockets[0] (the default sender) is the first listen address.
+      for (const l of config.listen) byAddress.set(l.address, await open(l.address));
+      if (opts.wildcard !== false) await open('0.0.0.0');
+    }
   } catch (e) {
     for (const s of sockets) s.close();
     detach();
@@ -188,6 +239,7 @@ export async function startDhcpServer(
   );
   log.log('info', 'dhcpd serving', {
     listen: config.listen.map((l) => `${l.interface ?? '?'}=${l.address}`).join(' '),
+    sockets: devices.size > 0 ? `one per device (${[...devices].join(' ')})` : 'wildcard + one per address',
     port,
     subnets: config.subnets.map((s) => s.name).join(' '),
     leases: store.active().length,

@@ -37,8 +37,8 @@ describe('dhcpd process: bad invocations', () => {
       );
       const r = await run(['--config', f]);
       expect(r.code).toBe(1);
-      expect(r.out).toContain(`dhcpd: ${f}: invalid DHCP configuration:`);
-      expect(r.out).toContain('config.subnets[0].pool.start: not an IPv4 address');
+      expect(r.out).toContain(`dhcpd: ${f}: invalid configuration:`);
+      expect(r.out).toContain('subnets[0].pool.start: not an IPv4 address');
     } finally {
       t.cleanup();
     }

@@ -179,6 +179,6 @@ describe('the daemon entry', () => {
     });
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(1);
-    expect(err).toMatch(/bad\.json: sessionSeconds: Too small/);
+    expect(err).toMatch(/bad\.json: invalid configuration:\n\s+sessionSeconds: Too small/);
   }, 20000);
 });
