@@ -4,8 +4,9 @@
  * SO_BINDTODEVICE, binds it to 0.0.0.0:port, and hands back the descriptor for
  * `dgram.createSocket('udp4').bind({ fd })` to adopt (the dgram socket then owns and closes it).
  * Such a socket receives only what arrives on that device (broadcasts and unicasts to any local
- * address), and what it sends leaves by that device. Needs root or CAP_NET_RAW (for the device)
- * and CAP_NET_BIND_SERVICE (for a port below 1024).
+ * address), and what it sends leaves by that device. A port below 1024 needs root or
+ * CAP_NET_BIND_SERVICE; SO_BINDTODEVICE on a fresh socket needs no privilege since Linux 5.7
+ * (CAP_NET_RAW before).
  */
 
 import { endianness } from 'node:os';
