@@ -27,6 +27,11 @@ export async function up(o: { config?: string; check?: boolean; dir?: string }):
     return 0;
   }
   const log = createLogger({ gateway: true });
+  // Listen for the stop signals before starting: one that arrives during start stops cleanly after it.
+  const stopped = new Promise<void>((r) => {
+    process.once('SIGINT', () => r());
+    process.once('SIGTERM', () => r());
+  });
   let gw: Awaited<ReturnType<typeof startGateway>>;
   try {
     gw = await startGateway(config, log, o.dir);
@@ -42,10 +47,7 @@ export async function up(o: { config?: string; check?: boolean; dir?: string }):
         process.stderr.write(`metanet up: reload refused, running config kept: ${(e as Error).message}\n`),
     );
   });
-  await new Promise<void>((r) => {
-    process.once('SIGINT', () => r());
-    process.once('SIGTERM', () => r());
-  });
+  await stopped;
   await gw.close();
   process.stdout.write('gateway stopped\n');
   return 0;
