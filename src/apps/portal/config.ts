@@ -15,8 +15,16 @@ export const PortalConfigSchema = z.strictObject({
     .optional(),
   /** LAN interface(s) clients come from. */
   lan: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-  /** Session limit in seconds (keep it shorter than the DHCP lease). */
+  /** Session limit in seconds (keep it shorter than the DHCP lease); `session-timeout` in an auth answer overrides it. */
   sessionSeconds: z.number().int().min(1).max(4233600).default(3600),
+  /** Seconds without a byte either way before a guest is logged out (reason `idle`); 0 = never. */
+  idleTimeout: z.number().int().min(0).max(4233600).default(600),
+  /** Seconds between two samples of the firewall's counters (idle, quota and session-end checks). */
+  idleCheckSeconds: z.number().int().min(1).max(3600).default(30),
+  /** Bytes a guest may send, receive, or both together, per session; 0 = no quota. */
+  quotaUp: z.number().int().min(0).default(0),
+  quotaDown: z.number().int().min(0).default(0),
+  quotaTotal: z.number().int().min(0).default(0),
   /** Portal sessions (JSON, written atomically); without it sessions do not survive a restart. */
   stateFile: z.string().min(1).optional(),
   /** The firewall service's own state file. */

@@ -7,6 +7,7 @@ import { type PortalConfig, type PortalConfigInput, parseConfig } from './config
 import { attachControl } from './control.js';
 import { Guestbook } from './guestbook.js';
 import { DhcpGuests } from './guests.js';
+import { defaultLimits, Lifecycle, readCounters } from './lifecycle.js';
 import { Sessions } from './sessions.js';
 import { attachWeb } from './web.js';
 
@@ -18,6 +19,8 @@ export interface CaptivePortal {
   readonly firewall: FirewallService;
   /** What DHCP told the portal (when it follows a dhcpd: config `dhcpd`). */
   readonly guests: DhcpGuests | undefined;
+  /** The idle / quota / session-end checks (lifecycle.ts); `check()` runs one now. */
+  readonly lifecycle: Lifecycle;
   /** Live sessions. */
   sessionCount(): number;
   /** Stop serving; the firewall table stays (logged-in clients keep access meanwhile). */
@@ -35,7 +38,7 @@ export interface CaptivePortal {
 export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Promise<CaptivePortal> {
   const config = parseConfig(input);
   const { name, address, port, sessionSeconds } = config;
-  const book = new Guestbook(bus, config, new Sessions(config.stateFile));
+  const book = new Guestbook(bus, config, new Sessions(config.stateFile, Date.now, defaultLimits(config)));
   const log = bus.log;
 
   const firewall = await installFirewallService(bus, {
@@ -48,6 +51,11 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     defaultTimeout: sessionSeconds,
   });
   const cleanup: (() => Promise<void> | void)[] = [() => firewall.close()];
+  const lifecycle = new Lifecycle(book, {
+    checkSeconds: config.idleCheckSeconds,
+    counters: () => readCounters(bus),
+    mailbox: `${name}/lifecycle`,
+  });
   let guests: DhcpGuests | undefined;
   let url = '';
 
@@ -82,8 +90,14 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     }
 
     cleanup.push(attachControl(bus, name, book, () => guests));
-    const sweep = bus.every(30_000, () => void book.sessions.list());
-    cleanup.push(() => sweep.cancel());
+    // Every idleCheckSeconds: sample the counters; end idle, over-quota and ended sessions. At
+    // close, one last sample (no endings) before the firewall goes, so a restart loses no count.
+    const tick = bus.every(config.idleCheckSeconds * 1000, () => void lifecycle.check());
+    void lifecycle.check(); // at once: announce sessions that ran out while the portal was down
+    cleanup.unshift(async () => {
+      tick.cancel();
+      await lifecycle.check({ end: false }).catch(() => {});
+    });
 
     const http = installHttpService(bus, { host: address });
     cleanup.unshift(() => http.close());
@@ -102,6 +116,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     url,
     port,
     firewall,
+    lifecycle,
     get guests() {
       return guests;
     },

@@ -128,7 +128,7 @@ export function attachWeb(bus: Bus, config: PortalConfig, book: Guestbook): Web 
       return showSplash(m, 403, reason, url);
     }
     try {
-      await book.login(ip, mac, sessionSeconds);
+      await book.login(ip, mac, sessionSeconds, book.overrides(verdict));
     } catch (e) {
       book.report(`${FIREWALL}/allow`, e);
       return fail(500, 'Try again', 'The firewall could not let you in.');
@@ -150,7 +150,7 @@ export function attachWeb(bus: Bus, config: PortalConfig, book: Guestbook): Web 
     // them once this answer has gone out on its own (also redirected) connection.
     const cut = bus.timeout(config.cutDelayMs, () => {
       timers.delete(cut);
-      closeConnections(ip, { command: [...prefix, 'conntrack'] }).catch((e: unknown) =>
+      closeConnections(ip, { command: [...prefix, 'conntrack'], natted: true }).catch((e: unknown) =>
         book.report(`${name}/login`, e),
       );
     });

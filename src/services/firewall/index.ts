@@ -8,7 +8,7 @@ import { checkPath } from '../../core/path.js';
 import { attachTable } from '../table.js';
 import { canonicalIp, familyOf, ipv4, mac as macOf, port as portOf, timeout as timeoutOf } from './addr.js';
 import { setElements } from './elements.js';
-import { authSet, buildRuleset, checkOptions, type RulesetOptions, SETS } from './ruleset.js';
+import { authSet, buildRuleset, checkOptions, downSet, type RulesetOptions, SETS } from './ruleset.js';
 import { type NftAnswer, NftShell } from './shell.js';
 import { emptyState, type FirewallState, loadState, prune, saveState } from './state.js';
 import { firewallTable } from './table.js';
@@ -54,6 +54,8 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
   let state: FirewallState = opts.stateFile ? loadState(opts.stateFile) : emptyState();
   const ruleset = buildRuleset(opts, state);
   await loadRuleset(nft, ruleset);
+  /** When the table (and so every element counter) was last loaded: counters count from 0 since. */
+  let loaded = Date.now();
   const save = (): void => {
     state = prune(state);
     if (opts.stateFile) saveState(opts.stateFile, state);
@@ -86,6 +88,7 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       // Another command may have rebuilt it meanwhile: then just try again.
       if (!(await tableExists())) {
         await loadRuleset(nft, buildRuleset(opts, prune(state)));
+        loaded = Date.now();
         bus.post(`${name}/error`, {
           mailbox: name,
           error: `table inet ${t} was gone (flushed by someone else): rebuilt from the saved state`,
@@ -110,6 +113,38 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
   const authKey = (ip: string, mac: string): string => `${ip} . ${mac}`;
   const smtpKey = (c: string, s: string, p: number): string => `${c} . ${s} . ${p}`;
 
+  /** Every authorised client with its counters both ways: `list set` of the auth and down sets, as JSON. */
+  const readClients = async () => {
+    const clients = [];
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const up = authSet(family);
+      const down = downSet(family);
+      const auth = setElements(await read(`list set inet ${t} ${up}`), up);
+      const byIp = new Map(
+        setElements(await read(`list set inet ${t} ${down}`), down).map((e) => [String(e.key[0]), e]),
+      );
+      for (const e of auth) {
+        const ip = String(e.key[0]);
+        const d = byIp.get(ip);
+        clients.push({
+          ip,
+          mac: String(e.key[1]),
+          family,
+          timeout: e.timeout,
+          expires: e.expires,
+          'packets-up': e.packets,
+          'bytes-up': e.bytes,
+          'packets-down': d?.packets ?? 0,
+          'bytes-down': d?.bytes ?? 0,
+          // Before the download side existed these were the only counters: kept, meaning upload.
+          packets: e.packets,
+          bytes: e.bytes,
+        });
+      }
+    }
+    return clients;
+  };
+
   const detach = attachTable(bus, name, firewallTable, {
     '/allow': async (m, ctx) => {
       const start = performance.now();
@@ -117,11 +152,18 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       const family = familyOf(ip, `${name}/allow ip`);
       const mac = macOf(m.str('mac'), `${name}/allow mac`);
       const timeout = timeoutOf(m.int('timeout', defaultTimeout), `${name}/allow`);
-      await change(`add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }`);
-      const latency = performance.now() - start; // until nft answered (its marker line)
-      // The address now belongs to this MAC: a binding to another MAC is stale.
-      for (const old of state.clients.filter((c) => c.ip === ip && c.mac !== mac))
+      // The address now belongs to this MAC: a binding to another MAC is stale, and so is the
+      // address's download counter (it counted for the other device).
+      const stale = state.clients.filter((c) => c.ip === ip && c.mac !== mac);
+      for (const old of stale)
         await change(`delete element inet ${t} ${authSet(family)} { ${authKey(old.ip, old.mac)} }`, true);
+      if (stale.length > 0) await change(`delete element inet ${t} ${downSet(family)} { ${ip} }`, true);
+      // Both sets in one line: one nft transaction. Adding again refreshes the timeouts, keeps the counters.
+      await change(
+        `add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }; ` +
+          `add element inet ${t} ${downSet(family)} { ${ip} timeout ${timeout}s }`,
+      );
+      const latency = performance.now() - start; // until nft answered (its marker line)
       state.clients = state.clients.filter((c) => c.ip !== ip);
       state.clients.push({ ip, mac, timeout, expiresAt: Date.now() + timeout * 1000 });
       save();
@@ -135,6 +177,7 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       const a = await change(`delete element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} }`, true);
       state.clients = state.clients.filter((c) => !(c.ip === ip && c.mac === mac));
       if (!state.clients.some((c) => c.ip === ip)) {
+        await change(`delete element inet ${t} ${downSet(family)} { ${ip} }`, true);
         for (const s of state.smtp.filter((x) => x.client === ip))
           await change(
             `delete element inet ${t} ${SETS.smtp4} { ${smtpKey(s.client, s.server, s.port)} }`,
@@ -174,21 +217,15 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       return STOP;
     },
     '/clients': async (_m, ctx) => {
-      const clients = [];
-      for (const family of ['ipv4', 'ipv6'] as const) {
-        const set = authSet(family);
-        for (const e of setElements(await read(`list set inet ${t} ${set}`), set))
-          clients.push({
-            ip: String(e.key[0]),
-            mac: String(e.key[1]),
-            family,
-            timeout: e.timeout,
-            expires: e.expires,
-            packets: e.packets,
-            bytes: e.bytes,
-          });
+      // Counters restart from 0 when the table is rebuilt: read again if that happened meanwhile, so
+      // `loaded` is the load these counters count from.
+      let since = loaded;
+      let clients = await readClients();
+      if (loaded !== since) {
+        since = loaded;
+        clients = await readClients();
       }
-      reply(ctx, { count: clients.length, client: clients });
+      reply(ctx, { count: clients.length, loaded: since, client: clients });
       return STOP;
     },
     '/list': async (_m, ctx) => {

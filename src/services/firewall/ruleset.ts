@@ -44,11 +44,22 @@ export interface SavedSmtp {
 export const SETS = {
   auth4: 'auth4',
   auth6: 'auth6',
+  down4: 'down4',
+  down6: 'down6',
   smtp4: 'smtp4',
 } as const;
 
+/** Authorised clients (`address . MAC`): their counters count what each client sends (upload). */
 export function authSet(f: Family): string {
   return f === 'ipv4' ? SETS.auth4 : SETS.auth6;
+}
+
+/**
+ * The same clients by address alone: their counters count what the router forwards to each client
+ * (download; the forward path has no client MAC on the way back). Kept in step with the auth set.
+ */
+export function downSet(f: Family): string {
+  return f === 'ipv4' ? SETS.down4 : SETS.down6;
 }
 
 /** Check the options once (clear ECONFIG errors) and give them back complete. */
@@ -91,13 +102,13 @@ export function buildRuleset(
   const o = checkOptions(opts);
   const t = o.table;
   const lan = `{ ${o.lan.map((i) => `"${i}"`).join(', ')} }`;
-  const auth = (f: Family): string[] =>
-    saved.clients
-      .filter((c) => familyOf(c.ip, 'saved client') === f)
-      .map(
-        (c) =>
-          `${c.ip} . ${c.mac} timeout ${c.timeout}s expires ${Math.min(c.timeout, left(c.expiresAt, now))}s`,
-      );
+  const of = (f: Family): SavedClient[] => saved.clients.filter((c) => familyOf(c.ip, 'saved client') === f);
+  const life = (c: SavedClient): string =>
+    `timeout ${c.timeout}s expires ${Math.min(c.timeout, left(c.expiresAt, now))}s`;
+  const auth = (f: Family): string[] => of(f).map((c) => `${c.ip} . ${c.mac} ${life(c)}`);
+  // One address, one binding (allow removes a stale one), so one download element per address;
+  // the later entry wins should a hand-edited state file bind an address twice.
+  const down = (f: Family): string[] => [...new Map(of(f).map((c) => [c.ip, `${c.ip} ${life(c)}`])).values()];
   const smtp = saved.smtp.map(
     (s) =>
       `${s.client} . ${s.server} . ${s.port} timeout ${s.timeout}s expires ${Math.min(s.timeout, left(s.expiresAt, now))}s`,
@@ -117,6 +128,8 @@ export function buildRuleset(
     `table inet ${t} {`,
     `  set ${SETS.auth4} { type ipv4_addr . ether_addr; flags timeout; counter;${elements(auth('ipv4'))} }`,
     `  set ${SETS.auth6} { type ipv6_addr . ether_addr; flags timeout; counter;${elements(auth('ipv6'))} }`,
+    `  set ${SETS.down4} { type ipv4_addr; flags timeout; counter;${elements(down('ipv4'))} }`,
+    `  set ${SETS.down6} { type ipv6_addr; flags timeout; counter;${elements(down('ipv6'))} }`,
     `  set garden4 { type ipv4_addr; flags interval;${elements(byFamily(o.garden, 'ipv4'))} }`,
     `  set garden6 { type ipv6_addr; flags interval;${elements(byFamily(o.garden, 'ipv6'))} }`,
     `  set dns4 { type ipv4_addr; flags interval;${elements(byFamily(o.dns, 'ipv4'))} }`,
@@ -143,6 +156,10 @@ export function buildRuleset(
     '',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
+    // Download counters: no verdict, only the element counter (established/related only, so an
+    // outside host sending unsolicited packets cannot keep a departed guest from going idle).
+    `    oifname ${lan} ct state established,related ip daddr @${SETS.down4}`,
+    `    oifname ${lan} ct state established,related ip6 daddr @${SETS.down6}`,
     `    iifname != ${lan} accept`,
     `    ip saddr . ether saddr @${SETS.auth4} goto authorised4`,
     `    ip6 saddr . ether saddr @${SETS.auth6} goto authorised6`,

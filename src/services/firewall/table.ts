@@ -5,7 +5,7 @@ export const firewallTable: ServiceTable = [
   {
     suffix: '/allow',
     dir: 'in',
-    doc: 'Authorise a client (address bound to MAC); again refreshes its timeout, keeping its counters. Replies {ip, mac, family, timeout, latency}.',
+    doc: 'Authorise a client (address bound to MAC) and count its traffic both ways; again refreshes its timeout, keeping its counters. Replies {ip, mac, family, timeout, latency}.',
     tuples: [
       { tag: 'ip', type: 'str', doc: "the client's IPv4 or IPv6 address" },
       { tag: 'mac', type: 'str', doc: "the client's MAC, xx:xx:xx:xx:xx:xx (any case, : or -)" },
@@ -50,7 +50,10 @@ export const firewallTable: ServiceTable = [
   {
     suffix: '/clients',
     dir: 'in',
-    doc: 'Read the authorised clients from nft (JSON). Replies {count, client...}: each client a list {ip, mac, family, timeout, expires, packets, bytes}.',
+    doc:
+      'Read the authorised clients and their counters from nft (JSON). Replies {count, loaded, client...}: each client a list ' +
+      '{ip, mac, family, timeout, expires, packets-up, bytes-up, packets-down, bytes-down, packets, bytes} ' +
+      '(packets/bytes = the upload pair, kept for compatibility); loaded = epoch ms of the table load the counters count from.',
     tuples: [],
   },
   {

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseArp } from '../../../src/apps/portal/arp.js';
 import { parseConfig } from '../../../src/apps/portal/config.js';
 import { esc, moved, safeUrl, splash } from '../../../src/apps/portal/pages.js';
-import { loadSessions, parseSessions, Sessions } from '../../../src/apps/portal/sessions.js';
+import { loadSessions, NO_LIMITS, parseSessions, Sessions } from '../../../src/apps/portal/sessions.js';
 import { Tokens } from '../../../src/apps/portal/tokens.js';
 import { isMetanetError } from '../../../src/core/errors.js';
 import { ROOT, runTs } from '../../support/daemons.js';
@@ -98,8 +98,9 @@ describe('sessions', () => {
     const file = join(dir, 'state.json');
     let now = 1_000_000;
     const a = new Sessions(file, () => now);
-    a.add('10.0.0.5', '02:00:00:00:00:05', 60);
-    a.add('10.0.0.6', '02:00:00:00:00:06', 10);
+    const limits = (sessionTimeout: number) => ({ ...NO_LIMITS, sessionTimeout });
+    a.add('10.0.0.5', '02:00:00:00:00:05', limits(60));
+    a.add('10.0.0.6', '02:00:00:00:00:06', limits(10));
     expect(statSync(file).mode & 0o777).toBe(0o600);
     now += 5_000;
     const b = new Sessions(file, () => now);
@@ -107,6 +108,10 @@ describe('sessions', () => {
     now += 6_000; // 11 s in: the 10 s session is over
     expect(b.get('10.0.0.6')).toBeUndefined();
     expect(b.list().map((s) => s.ip)).toEqual(['10.0.0.5']);
+    // Past its end but not ended yet: still on record (and in the file) until the lifecycle announces it.
+    expect(b.record('10.0.0.6')?.mac).toBe('02:00:00:00:00:06');
+    expect(JSON.parse(readFileSync(file, 'utf8')).sessions).toHaveLength(2);
+    expect(b.remove('10.0.0.6')).toBe(true);
     expect(JSON.parse(readFileSync(file, 'utf8')).sessions).toHaveLength(1);
     expect(b.remove('10.0.0.5')).toBe(true);
     expect(new Sessions(file, () => now).list()).toEqual([]);

@@ -22,6 +22,8 @@ import { until } from '../../support/wait.js';
  */
 const ok = have(['nft', 'conntrack', 'ip', 'busybox', 'curl'], { root: true });
 
+/** The download the counters must see (2 MB). */
+const BIG = 2 * 1024 * 1024;
 const V6 = { client: 'fd77::10', router: 'fd77::1', wanRouter: 'fd77:1::1', inet: 'fd77:1::2' };
 
 describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
@@ -67,6 +69,7 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
       mkdirSync(join(dir, d));
       writeFileSync(join(dir, d, 'index.html'), `${body}\n`);
     }
+    writeFileSync(join(dir, 'real', 'big.bin'), Buffer.alloc(BIG, 7));
     // IPv6 beside IPv4: the client must not walk around the portal over it.
     const v6 = async (ns: string, args: string[]): Promise<void> => {
       const r = await lab.exec(ns, 'ip', args);
@@ -129,7 +132,17 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
       'input',
       'nat_prerouting',
     ]);
-    expect(of('set', 'metanet')).toEqual(['auth4', 'auth6', 'dns4', 'dns6', 'garden4', 'garden6', 'smtp4']);
+    expect(of('set', 'metanet')).toEqual([
+      'auth4',
+      'auth6',
+      'dns4',
+      'dns6',
+      'down4',
+      'down6',
+      'garden4',
+      'garden6',
+      'smtp4',
+    ]);
     expect(of('chain', 'system')).toEqual(['fwd_sys']);
     const listed = await bus.request('/fw/list', {});
     expect(listed.all('chain').map((t) => t.value)).toContain('forward');
@@ -170,6 +183,41 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     expect(v6.str('ip')).toBe(V6.client);
     expect((await fetch(`http://[${V6.inet}]/`)).body).toBe('real');
     expect((await clients()).map((x) => x.str('family')).sort()).toEqual(['ipv4', 'ipv6']);
+  });
+
+  it('counts both ways: a 2 MB download shows in bytes-down, its requests in bytes-up', async () => {
+    const before = (await clients()).find((c) => c.str('ip') === ip)!;
+    const got = await lab.exec(lab.client, 'curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{size_download}',
+      `http://${lab.inetIp}/big.bin`,
+    ]);
+    expect(Number(got.stdout)).toBe(BIG);
+    const reply = await bus.request('/fw/clients', {});
+    expect(reply.int('loaded')).toBeLessThanOrEqual(Date.now());
+    const after = reply
+      .all('client')
+      .map((t) => t.value as Message)
+      .find((c) => c.str('ip') === ip)!;
+    const down = after.int('bytes-down') - before.int('bytes-down');
+    const up = after.int('bytes-up') - before.int('bytes-up');
+    console.log(
+      `2 MB download: bytes-down +${down} (${((100 * down) / BIG).toFixed(1)}% of the file), bytes-up +${up}, packets-down +${after.int('packets-down') - before.int('packets-down')}`,
+    );
+    expect(down).toBeGreaterThanOrEqual(BIG);
+    expect(down).toBeLessThan(BIG * 1.1);
+    expect(up).toBeGreaterThan(0);
+    expect(up).toBeLessThan(BIG / 10); // only requests and ACKs
+    expect(after.int('bytes')).toBe(after.int('bytes-up')); // the old name means upload
+    expect(after.int('packets')).toBe(after.int('packets-up'));
+    // Connection attempts from outside (conntrack state new) are not the guest's download: a
+    // departed guest must not be kept from going idle by someone knocking on its address.
+    for (let i = 0; i < 5; i++) await lab.exec(lab.inet, 'curl', ['-s', '-m', '1', `http://${ip}:9999/`]);
+    const later = (await clients()).find((c) => c.str('ip') === ip)!;
+    expect(later.int('bytes-down')).toBe(after.int('bytes-down'));
   });
 
   it('closeConnections deletes the client flows, and 0 flows is not an error', async () => {
@@ -227,6 +275,23 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     expect((await clients()).find((c) => c.str('ip') === ip)!.int('timeout')).toBe(700);
     expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
     errors.length = 0;
+  });
+
+  it('the address given to another MAC starts a new download count; deny removes both counters', async () => {
+    const other = '02:00:00:00:77:01';
+    await bus.request('/fw/allow', { ip: '10.77.0.77', mac: '02:00:00:00:77:00', timeout: 60 });
+    const setOf = async (set: string): Promise<string[]> => {
+      const r = await lab.exec(lab.router, 'nft', ['-j', 'list', 'set', 'inet', 'metanet', set]);
+      return JSON.stringify(JSON.parse(r.stdout)).match(/10\.77\.0\.77/g) ?? [];
+    };
+    expect(await setOf('down4')).toHaveLength(1);
+    await bus.request('/fw/allow', { ip: '10.77.0.77', mac: other, timeout: 60 });
+    const listed = (await clients()).filter((c) => c.str('ip') === '10.77.0.77');
+    expect(listed.map((c) => c.str('mac'))).toEqual([other]);
+    expect(listed[0]!.int('bytes-down')).toBe(0);
+    expect((await bus.request('/fw/deny', { ip: '10.77.0.77', mac: other })).bool('removed')).toBe(true);
+    expect(await setOf('down4')).toEqual([]);
+    expect(await setOf('auth4')).toEqual([]);
   });
 
   it('deny blocks again; denying a missing client is not an error', async () => {

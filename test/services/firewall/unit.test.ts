@@ -25,6 +25,17 @@ describe('firewall ruleset text', () => {
     expect(text).toContain('dnat ip to 10.77.0.1:8080');
   });
 
+  it('counts downloads per address in the forward chain, before anything is accepted, without a verdict', () => {
+    const lines = buildRuleset({ ...base, lan: ['r0', 'r2'] }).split('\n');
+    const forward = lines.slice(lines.indexOf('  chain forward {'));
+    expect(forward.slice(2, 5)).toEqual([
+      '    oifname { "r0", "r2" } ct state established,related ip daddr @down4',
+      '    oifname { "r0", "r2" } ct state established,related ip6 daddr @down6',
+      '    iifname != { "r0", "r2" } accept',
+    ]);
+    expect(lines).toContain('  set down4 { type ipv4_addr; flags timeout; counter; }');
+  });
+
   it('puts saved elements and walled-garden prefixes in by family, with time left', () => {
     const now = 1_000_000;
     const text = buildRuleset(
@@ -41,6 +52,12 @@ describe('firewall ruleset text', () => {
     expect(text).toContain('elements = { 10.77.0.10 . 02:00:00:00:00:01 timeout 3600s expires 600s }');
     expect(text).toContain('elements = { fd00::10 . 02:00:00:00:00:02 timeout 60s expires 31s }');
     expect(text).toContain('elements = { 10.77.0.10 . 10.77.1.2 . 25 timeout 300s expires 1s }');
+    expect(text).toContain(
+      'set down4 { type ipv4_addr; flags timeout; counter; elements = { 10.77.0.10 timeout 3600s expires 600s } }',
+    );
+    expect(text).toContain(
+      'set down6 { type ipv6_addr; flags timeout; counter; elements = { fd00::10 timeout 60s expires 31s } }',
+    );
     expect(text).toContain('set garden4 { type ipv4_addr; flags interval; elements = { 192.0.2.0/24 } }');
     expect(text).toContain('set garden6 { type ipv6_addr; flags interval; elements = { 2001:db8::/32 } }');
   });
