@@ -1,12 +1,17 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MetanetError } from '../../core/errors.js';
 import { type Cidr, inCidr, intToIp, ipToInt, isIPv4, parseCidr } from './ip.js';
+import type { NewClientLimit } from './ratelimit.js';
 
 /**
  * The DHCP server's configuration: a JSON file validated with zod. Every error names the field
  * path, e.g. `config.subnets[0].pool.start: not an IPv4 address`. See docs/services/dhcp.md.
  */
+
+/** The default limit on new clients per link: 50 a second, 200 at once (docs/services/dhcp.md). */
+export const DEFAULT_NEW_CLIENTS: NewClientLimit = { perSecond: 50, burst: 200 };
 
 const ip = z.string({ error: 'not a string (an IPv4 address was expected)' }).refine(isIPv4, {
   message: 'not an IPv4 address',
@@ -58,7 +63,13 @@ const schema = z.strictObject({
   subnets: z.array(subnetSchema).min(1),
   hosts: z.array(hostSchema).default([]),
   options: options.optional(),
-  leaseFile: z.string().min(1),
+  /** Required. Relative: from the working directory at start (resolved once, when parsed). */
+  leaseFile: z
+    .string({
+      error: (i) =>
+        i.input === undefined ? 'required: the path of the lease journal' : 'not a string (a path)',
+    })
+    .min(1, 'empty: the path of the lease journal'),
   /** Seconds a declined address stays out of the pool. */
   declineTime: seconds.default(600),
   /** Seconds an offered address is held for its client. */
@@ -69,6 +80,14 @@ const schema = z.strictObject({
   compactInterval: seconds.default(3600),
   /** Seconds between expiry sweeps. */
   expiryInterval: seconds.default(10),
+  /** New clients (MACs with no lease, offer or static entry) let in per link (ratelimit.ts). */
+  newClients: z
+    .strictObject({
+      /** Per second; 0: no limit. */
+      perSecond: z.number().min(0).max(1_000_000).default(DEFAULT_NEW_CLIENTS.perSecond),
+      burst: z.number().int().min(1).max(1_000_000).default(DEFAULT_NEW_CLIENTS.burst),
+    })
+    .default(DEFAULT_NEW_CLIENTS),
 });
 
 export type RawDhcpConfig = z.input<typeof schema>;
@@ -113,6 +132,7 @@ export interface DhcpConfig {
   readonly lookupTimeout: number;
   readonly compactInterval: number;
   readonly expiryInterval: number;
+  readonly newClients: NewClientLimit;
 }
 
 type Path = readonly PropertyKey[];
@@ -244,12 +264,13 @@ export function parseConfig(raw: unknown, checkOption?: (key: string, value: unk
     subnets,
     hosts: c.hosts.map((h) => ({ mac: h.mac, ip: h.ip, hostname: h.hostname, options: h.options ?? {} })),
     options: c.options ?? {},
-    leaseFile: c.leaseFile,
+    leaseFile: resolve(c.leaseFile),
     declineTime: c.declineTime,
     offerTime: c.offerTime,
     lookupTimeout: c.lookupTimeout,
     compactInterval: c.compactInterval,
     expiryInterval: c.expiryInterval,
+    newClients: { perSecond: c.newClients.perSecond, burst: c.newClients.burst },
   };
 }
 

@@ -1,16 +1,18 @@
 import type { Bus } from '../../core/bus.js';
 import { STOP } from '../../core/listener.js';
-import type { Logger } from '../../core/log.js';
+import type { Level, Logger } from '../../core/log.js';
 import type { Message, MessageInit } from '../../core/message.js';
 import { validate } from '../table.js';
 import { type DhcpConfig, type SubnetConfig, subnetOf } from './config.js';
 import { intToIp } from './ip.js';
 import type { LeaseStore } from './leases.js';
-import { getOption, messageType } from './options.js';
+import { badOptionLength, getOption, messageType } from './options.js';
 import { toOption } from './optionset.js';
 import { type DhcpOption, type DhcpPacket, MessageType, macOf } from './packet.js';
 import type { Pool } from './pool.js';
+import { NewClientLimiter } from './ratelimit.js';
 import { buildReply, type ReplyPlan } from './reply.js';
+import { SummaryLog } from './summarylog.js';
 import { COMMITTED, DHCPD_BASE, LOOKUP, LOOKUP_REPLY, PACKET, POOL_IDENTITY, RELEASED } from './table.js';
 
 /**
@@ -43,7 +45,15 @@ export interface Counters {
   received: number;
   malformed: number;
   dropped: number;
+  badOptionLength: number;
+  notRequest: number;
+  noMessageType: number;
+  noClientMac: number;
+  noSubnet: number;
+  rateLimited: number;
+  noAddress: number;
   offers: number;
+  offersReclaimed: number;
   acks: number;
   naks: number;
   informs: number;
@@ -66,6 +76,24 @@ const TYPE_NAMES: Record<number, string> = {
 
 const ZERO = '0.0.0.0';
 
+/**
+ * Packets dropped by kind: each has its counter (in /dhcpd/stats) and is logged through the
+ * SummaryLog (the first at once, then one summary line per interval), never a line per packet.
+ */
+const DROPS = {
+  badOptionLength: { level: 'warn', message: 'dropped a packet with an option of the wrong length' },
+  notRequest: { level: 'debug', message: 'dropped: not a BOOTREQUEST' },
+  noMessageType: { level: 'debug', message: 'dropped: no message type (option 53): BOOTP is not served' },
+  noClientMac: { level: 'debug', message: 'dropped: no client hardware address' },
+  noSubnet: {
+    level: 'debug',
+    message: 'dropped: no subnet served for this packet (giaddr/ciaddr/interface)',
+  },
+  rateLimited: { level: 'warn', message: 'dropped: a new client over the newClients limit of its link' },
+  noAddress: { level: 'warn', message: 'no address to offer' },
+} as const satisfies Record<string, { level: Level; message: string }>;
+type DropKind = keyof typeof DROPS;
+
 /** A decision on the client's address: the lookup chain's answer, validated, or the pool's. */
 interface Decision {
   readonly ip: string;
@@ -81,6 +109,8 @@ export interface CoreOptions {
   /** Client port for replies (68) and relay port (67); tests change them. */
   readonly clientPort?: number;
   readonly relayPort?: number;
+  /** Summary interval of the logs of dropped packets (default 5000 ms). */
+  readonly logIntervalMs?: number;
 }
 
 export class DhcpCore {
@@ -88,7 +118,15 @@ export class DhcpCore {
     received: 0,
     malformed: 0,
     dropped: 0,
+    badOptionLength: 0,
+    notRequest: 0,
+    noMessageType: 0,
+    noClientMac: 0,
+    noSubnet: 0,
+    rateLimited: 0,
+    noAddress: 0,
     offers: 0,
+    offersReclaimed: 0,
     acks: 0,
     naks: 0,
     informs: 0,
@@ -110,6 +148,9 @@ export class DhcpCore {
   private readonly subnetOptions = new Map<SubnetConfig, DhcpOption[]>();
   private readonly hostOptions = new Map<string, DhcpOption[]>();
   private poolHandle: { readonly id: number; remove(): void } | undefined;
+  /** Logs of dropped packets and failed lookups: one line per kind per interval at most. */
+  private readonly summary: SummaryLog;
+  private readonly limiter: NewClientLimiter;
 
   constructor(
     readonly bus: Bus,
@@ -123,6 +164,17 @@ export class DhcpCore {
     this.clientPort = opts.clientPort ?? 68;
     this.relayPort = opts.relayPort ?? 67;
     this.ours = new Set(config.listen.map((l) => l.address));
+    this.summary = new SummaryLog(this.log, this.now, opts.logIntervalMs);
+    this.limiter = new NewClientLimiter(config.newClients, this.now);
+    pool.onReclaim = (r) => {
+      this.counters.offersReclaimed++;
+      this.summary.note('offers-reclaimed', 'info', 'pool dry: a held offer was given to another client', {
+        ip: r.ip,
+        from: r.from,
+        heldMs: this.now() - r.heldSince,
+        to: r.to,
+      });
+    };
     this.direct = config.subnets.filter((s) => s.localAddress !== undefined);
     for (const l of config.listen) {
       const s = l.interface === undefined ? undefined : subnetOf(config, l.address);
@@ -154,10 +206,13 @@ export class DhcpCore {
       function poolLookup(m, ctx) {
         const subnet = subnets.find((s) => s.name === m.str('subnet', ''));
         const mac = m.str('mac', '');
-        const ip = subnet ? pool.propose(mac, subnet, m.str('requested', '') || undefined) : undefined;
+        const discover = m.str('type', '') === 'discover';
+        const ip = subnet
+          ? pool.propose(mac, subnet, m.str('requested', '') || undefined, discover)
+          : undefined;
         const st = pool.staticHost(mac);
         // Hold a pool offer at once: concurrent DISCOVERs (lookups are async) must not get the same address.
-        if (ip && m.str('type', '') === 'discover') pool.hold(ip, mac, offerTime);
+        if (ip && discover) pool.hold(ip, mac, offerTime);
         if (ctx.replyTo !== undefined)
           void ctx
             .reply(
@@ -180,15 +235,35 @@ export class DhcpCore {
     this.poolHandle?.remove();
   }
 
-  /** Count a datagram that did not decode (the server logs it). */
-  malformed(): void {
+  /** Count and log (summarised) a datagram that did not decode; `fields` say why and from where. */
+  malformed(fields: Record<string, unknown>): void {
     this.counters.received++;
     this.counters.malformed++;
+    this.summary.note('malformed', 'warn', 'malformed packet', fields);
+  }
+
+  /** Write the log summaries that are due (the server calls this every second). */
+  tick(): void {
+    this.summary.tick();
+  }
+
+  /** Write every pending log summary (at close). */
+  flushLogs(): void {
+    this.summary.flush();
   }
 
   private drop(why: string, fields: Record<string, unknown>): undefined {
     this.counters.dropped++;
     this.log.log('debug', `dhcp: dropped: ${why}`, fields);
+    return undefined;
+  }
+
+  /** Drop a packet of a counted kind (its own counter and `dropped`), logged in summaries. */
+  private dropKind(kind: DropKind, fields: Record<string, unknown>): undefined {
+    this.counters.dropped++;
+    this.counters[kind]++;
+    const d = DROPS[kind];
+    this.summary.note(kind, d.level, d.message, fields);
     return undefined;
   }
 
@@ -199,7 +274,7 @@ export class DhcpCore {
       return await this.dispatch(inb);
     } catch (e) {
       this.counters.dropped++;
-      this.log.log('warn', 'dhcp: failed to handle a packet', { error: e, from: inb.from.address });
+      this.summary.note('failed', 'warn', 'failed to handle a packet', { error: e, from: inb.from.address });
       return undefined;
     }
   }
@@ -213,14 +288,33 @@ export class DhcpCore {
     const p = inb.packet;
     const mac = macOf(p);
     const type = messageType(p);
-    const fields = { mac, xid: p.xid, type: type === undefined ? undefined : TYPE_NAMES[type] };
-    if (p.op !== 1) return this.drop('not a BOOTREQUEST', fields);
-    if (type === undefined) return this.drop('no message type (option 53): BOOTP is not served', fields);
-    if (p.hlen === 0 || p.chaddr.every((b) => b === 0))
-      return this.drop('no client hardware address', fields);
+    const fields = {
+      mac,
+      xid: p.xid,
+      type: type === undefined ? undefined : TYPE_NAMES[type],
+      from: `${inb.from.address}:${inb.from.port}`,
+      interface: inb.interface,
+    };
+    if (p.op !== 1) return this.dropKind('notRequest', fields);
+    const bad = badOptionLength(p);
+    if (bad)
+      return this.dropKind('badOptionLength', {
+        ...fields,
+        option: bad.code,
+        name: bad.name,
+        length: bad.length,
+        expected: bad.want,
+      });
+    if (type === undefined) return this.dropKind('noMessageType', fields);
+    if (p.hlen === 0 || p.chaddr.every((b) => b === 0)) return this.dropKind('noClientMac', fields);
     this.announce(inb, mac, type);
     const subnet = this.subnetFor(p, mac, inb.interface);
-    if (!subnet) return this.drop('no subnet served for this packet (giaddr/ciaddr/interface)', fields);
+    if (!subnet) return this.dropKind('noSubnet', fields);
+    if (this.limitable(p, type) && !this.known(mac)) {
+      const link = `${inb.interface ?? ''}|${subnet.name}`;
+      if (this.limiter.admit(link, mac) === 'limited')
+        return this.dropKind('rateLimited', { ...fields, subnet: subnet.name });
+    }
     switch (type) {
       case MessageType.DISCOVER:
         return this.discover(p, mac, subnet);
@@ -237,6 +331,44 @@ export class DhcpCore {
     }
   }
 
+  /**
+   * Whether the newClients limit applies to this packet: a DISCOVER, or a REQUEST that could bind
+   * a lease for a client we do not know (SELECTING naming us, RENEWING/REBINDING). Not a REQUEST
+   * for another server, nor an INIT-REBOOT (an unknown client gets silence anyway).
+   */
+  private limitable(p: DhcpPacket, type: number): boolean {
+    if (type === MessageType.DISCOVER) return true;
+    if (type !== MessageType.REQUEST) return false;
+    const serverId = this.ip(p, 54);
+    if (serverId !== undefined) return this.ours.has(serverId);
+    return p.ciaddr !== ZERO;
+  }
+
+  /**
+   * A record of this client for INIT-REBOOT: a lease in the store (bound, or free and remembered),
+   * a static host entry, or an address for it from a lookup listener other than the pool.
+   */
+  private hasRecord(mac: string, d: Decision | undefined): boolean {
+    return (
+      this.store.ofMac(mac) !== undefined ||
+      this.pool.staticHost(mac) !== undefined ||
+      (d !== undefined && d.source !== 'pool' && d.source !== 'static')
+    );
+  }
+
+  /**
+   * A client the server knows: a lease (bound or free), a held offer (or one reclaimed from it),
+   * or a static entry.
+   */
+  private known(mac: string): boolean {
+    return (
+      this.store.ofMac(mac) !== undefined ||
+      this.pool.staticHost(mac) !== undefined ||
+      this.pool.offeredTo(mac) !== undefined ||
+      this.pool.lostOffer(mac) !== undefined
+    );
+  }
+
   private announce(inb: Inbound, mac: string, type: number): void {
     const p = inb.packet;
     const hostname = getOption(p, 12);
@@ -248,6 +380,7 @@ export class DhcpCore {
       giaddr: p.giaddr,
       flags: p.flags,
       from: `${inb.from.address}:${inb.from.port}`,
+      interface: inb.interface,
       requested: this.ip(p, 50),
       'server-id': this.ip(p, 54),
       hostname: hostname?.length ? hostname.toString('utf8').replace(/\0+$/, '') : undefined,
@@ -299,7 +432,7 @@ export class DhcpCore {
     if (this.onlyPoolListens()) {
       // Nobody else is in the chain: what the pool listener would answer, without the round trip
       // (a message, a reply mailbox, a waiter, a timer and two turns of the loop per packet).
-      const ip = this.pool.propose(mac, subnet, requested);
+      const ip = this.pool.propose(mac, subnet, requested, type === 'discover');
       if (ip === undefined) return undefined;
       this.counters.lookupsAnswered++;
       const st = this.pool.staticHost(mac);
@@ -330,7 +463,10 @@ export class DhcpCore {
       validate({ ...LOOKUP, suffix: '/lookup reply', tuples: LOOKUP_REPLY }, '/dhcpd/lookup reply', answer);
     } catch (e) {
       this.counters.lookupsRejected++;
-      this.log.log('warn', 'dhcp: lookup gave no usable answer; the pool decides', { mac, error: e });
+      this.summary.note('lookup-failed', 'warn', 'lookup gave no usable answer; the pool decides', {
+        mac,
+        error: e,
+      });
       answer = undefined;
     }
     if (answer?.has('ip')) {
@@ -358,20 +494,16 @@ export class DhcpCore {
       const fromPool = answer.str('source', '') === 'pool';
       if (!fromPool) this.counters.lookupsRejected++;
       // The pool's own answer can only be refused when another client took the address meanwhile.
-      this.log.log(
+      this.summary.note(
+        fromPool ? 'lookup-raced' : 'lookup-refused',
         fromPool ? 'debug' : 'warn',
-        'dhcp: lookup answered an address the client cannot have; the pool decides',
-        {
-          mac,
-          ip,
-          why,
-          source: answer.str('source', ''),
-        },
+        'lookup answered an address the client cannot have; the pool decides',
+        { mac, ip, why, source: answer.str('source', '') },
       );
     } else if (answer) {
       return undefined; // the pool (or a listener) said: no address
     }
-    const ip = this.pool.propose(mac, subnet, requested);
+    const ip = this.pool.propose(mac, subnet, requested, type === 'discover');
     if (ip === undefined) return undefined;
     const st = this.pool.staticHost(mac);
     return {
@@ -411,13 +543,10 @@ export class DhcpCore {
     let d = await this.decide(p, mac, subnet, 'discover', requested);
     if (d && this.pool.refusal(d.ip, mac, subnet)) {
       // Another client took it while the lookup ran: ask the pool again (synchronously).
-      const ip = this.pool.propose(mac, subnet, requested);
+      const ip = this.pool.propose(mac, subnet, requested, true);
       d = ip ? { ...d, ip, source: 'pool' } : undefined;
     }
-    if (!d) {
-      this.log.log('warn', 'dhcp: no address to offer', { mac, subnet: subnet.name });
-      return this.drop('no address to offer', { mac });
-    }
+    if (!d) return this.dropKind('noAddress', { mac, subnet: subnet.name });
     this.pool.hold(d.ip, mac, this.config.offerTime);
     this.counters.offers++;
     return this.reply(p, subnet, { type: MessageType.OFFER, yiaddr: d.ip, decision: d, mac });
@@ -435,6 +564,12 @@ export class DhcpCore {
       }
       state = 'selecting';
       wanted = requested ?? p.ciaddr;
+      // Its offer was reclaimed (the pool ran dry) before this REQUEST came: the first to ask wins.
+      if (this.pool.restore(mac, wanted, subnet, this.config.offerTime))
+        this.log.log('debug', 'dhcp: a reclaimed offer was asked for after all: restored', {
+          mac,
+          ip: wanted,
+        });
     } else if (requested !== undefined && p.ciaddr === ZERO) {
       state = 'init-reboot';
       wanted = requested;
@@ -449,6 +584,13 @@ export class DhcpCore {
       return this.nak(p, subnet, mac, `${wanted} is not on ${subnet.name}`);
     }
     const d = await this.decide(p, mac, subnet, 'request', wanted);
+    // RFC 2131 4.3.2: "If the DHCP server has no record of this client, then it MUST remain
+    // silent" (another server may have one). The pool choosing a free address is no record.
+    if (state === 'init-reboot' && !this.hasRecord(mac, d))
+      return this.drop('INIT-REBOOT from a client we have no record of: silent (RFC 2131 4.3.2)', {
+        mac,
+        wanted,
+      });
     if (!d || d.ip !== wanted || this.pool.refusal(wanted, mac, subnet)) {
       const known = this.store.ofMac(mac) !== undefined || this.pool.staticHost(mac) !== undefined;
       if (state !== 'selecting' && !known && this.pool.refusal(wanted, mac, subnet) === undefined)

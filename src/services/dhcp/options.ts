@@ -136,6 +136,34 @@ export function getOption(p: DhcpPacket, code: number): Buffer | undefined {
   return p.options.find((o) => o.code === code)?.data;
 }
 
+/** Bytes of a value of each fixed-size kind (RFC 2132 gives these options one length). */
+const FIXED_SIZE: Partial<Record<OptionKind, number>> = { ip: 4, u8: 1, u16: 2, u32: 4, i32: 4, bool: 1 };
+
+/**
+ * Known options whose length is fixed, code → bytes: 1, 2, 13, 19, 23, 26, 28, 46, 50, 51, 53,
+ * 54, 57, 58, 59, 108, 116, 118 (52, the overload, is checked by the decoder itself).
+ */
+export const FIXED_LENGTHS: ReadonlyMap<number, number> = new Map(
+  TABLE.flatMap((o) => {
+    const n = FIXED_SIZE[o.kind];
+    return n === undefined || o.code === 52 ? [] : [[o.code, n] as const];
+  }),
+);
+
+/** The first option of `p` whose length is not its fixed length (in packet order), if any. */
+export function badOptionLength(
+  p: DhcpPacket,
+):
+  | { readonly code: number; readonly name: string; readonly length: number; readonly want: number }
+  | undefined {
+  for (const o of p.options) {
+    const want = FIXED_LENGTHS.get(o.code);
+    if (want !== undefined && o.data.length !== want)
+      return { code: o.code, name: BY_CODE.get(o.code)!.name, length: o.data.length, want };
+  }
+  return undefined;
+}
+
 /** Option 53, when present and one byte long. */
 export function messageType(p: DhcpPacket): number | undefined {
   const d = getOption(p, 53);

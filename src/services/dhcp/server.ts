@@ -5,13 +5,13 @@ import { STOP } from '../../core/listener.js';
 import type { Logger } from '../../core/log.js';
 import { attachTable } from '../table.js';
 import type { DhcpConfig } from './config.js';
-import { DhcpCore, type Outbound } from './core.js';
+import { type Counters, DhcpCore, type Outbound } from './core.js';
 import { openDeviceSocket } from './devsocket.js';
 import { LeaseStore } from './leases.js';
 import { decodePacket } from './packet.js';
 import { Pool } from './pool.js';
 import { encodeReply } from './reply.js';
-import { DHCPD_BASE, DHCPD_TABLE } from './table.js';
+import { DHCPD_BASE, DHCPD_TABLE, STATS_REPLY } from './table.js';
 
 /**
  * The DHCPv4 server: sockets around DhcpCore.
@@ -33,6 +33,18 @@ import { DHCPD_BASE, DHCPD_TABLE } from './table.js';
 
 /** Asked for each socket's receive buffer (SO_RCVBUF; the kernel caps it at net.core.rmem_max). */
 const RECV_BUFFER_BYTES = 4 << 20;
+
+/** The counter behind a field of STATS_REPLY: `bad-option-length` → `badOptionLength`. */
+const counterOf = (tag: string): keyof Counters =>
+  tag.replace(/-(.)/g, (_, c: string) => c.toUpperCase()) as keyof Counters;
+
+/** The /dhcpd/stats reply: every field of STATS_REPLY, in its order. */
+export function statsOf(core: DhcpCore, store: LeaseStore): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of STATS_REPLY)
+    out[t.tag] = t.tag === 'leases' ? store.active().length : core.counters[counterOf(t.tag)];
+  return out;
+}
 
 export interface DhcpServerOptions {
   /** Server port (67). Tests use others. */
@@ -119,21 +131,7 @@ export async function startDhcpServer(
       return STOP;
     },
     '/stats': async (_m, ctx) => {
-      const c = core.counters;
-      await ctx.reply({
-        received: c.received,
-        malformed: c.malformed,
-        dropped: c.dropped,
-        offers: c.offers,
-        acks: c.acks,
-        naks: c.naks,
-        informs: c.informs,
-        releases: c.releases,
-        declines: c.declines,
-        'lookups-answered': c.lookupsAnswered,
-        'lookups-rejected': c.lookupsRejected,
-        leases: store.active().length,
-      });
+      await ctx.reply(statsOf(core, store));
       return STOP;
     },
   });
@@ -167,8 +165,7 @@ export async function startDhcpServer(
       try {
         packet = decodePacket(buf);
       } catch (e) {
-        core.malformed();
-        log.log('warn', 'dhcp: malformed packet', {
+        core.malformed({
           from: `${rinfo.address}:${rinfo.port}`,
           interface: device,
           bytes: buf.length,
@@ -237,12 +234,19 @@ export async function startDhcpServer(
   const compaction = bus.every(config.compactInterval * 1000, () =>
     store.compact().catch(failed('compaction')),
   );
+  // Summaries of dropped packets (one line per kind per 5 s at most) are written when due.
+  const summaries = bus.every(1000, () => core.tick());
   log.log('info', 'dhcpd serving', {
     listen: config.listen.map((l) => `${l.interface ?? '?'}=${l.address}`).join(' '),
     sockets: devices.size > 0 ? `one per device (${[...devices].join(' ')})` : 'wildcard + one per address',
     port,
     subnets: config.subnets.map((s) => s.name).join(' '),
     leases: store.active().length,
+    leaseFile: config.leaseFile,
+    newClients:
+      config.newClients.perSecond > 0
+        ? `${config.newClients.perSecond}/s per link, burst ${config.newClients.burst}`
+        : 'no limit',
   });
 
   return {
@@ -254,6 +258,8 @@ export async function startDhcpServer(
       closed = true;
       expiry.cancel();
       compaction.cancel();
+      summaries.cancel();
+      core.flushLogs();
       await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
       detach();
       core.detach();

@@ -22,6 +22,12 @@ export const PACKET: MailboxSpec = {
     { tag: 'giaddr', type: 'str', doc: 'relay address field (0.0.0.0 when not relayed)' },
     { tag: 'flags', type: 'int', doc: 'BOOTP flags (0x8000 = broadcast)' },
     { tag: 'from', type: 'str', doc: 'source address:port of the datagram' },
+    {
+      tag: 'interface',
+      type: 'str',
+      required: false,
+      doc: 'the device it arrived on (listen entries with interface); absent with the wildcard socket',
+    },
     { tag: 'requested', type: 'str', required: false, doc: 'option 50, requested address' },
     { tag: 'server-id', type: 'str', required: false, doc: 'option 54, server identifier' },
     { tag: 'hostname', type: 'str', required: false, doc: 'option 12' },
@@ -122,10 +128,53 @@ export const LEASES: MailboxSpec = {
   tuples: [{ tag: 'reply-to', type: 'str', doc: 'where the list goes' }],
 };
 
+/**
+ * The reply of /dhcpd/stats: every field, each an int, in this order (server.ts builds the reply
+ * from this list). Counters count since start; `leases` is a gauge.
+ */
+export const STATS_REPLY: readonly TupleSpec[] = [
+  { tag: 'received', type: 'int', doc: 'datagrams received (decoded or not)' },
+  { tag: 'malformed', type: 'int', doc: 'datagrams that did not decode as DHCP (dropped)' },
+  {
+    tag: 'dropped',
+    type: 'int',
+    doc: 'decoded packets dropped without an answer, for any reason (the kinds below among them)',
+  },
+  {
+    tag: 'bad-option-length',
+    type: 'int',
+    doc: 'dropped: a fixed-length option (50, 51, 53, 54…) of another length',
+  },
+  { tag: 'not-request', type: 'int', doc: 'dropped: a BOOTREPLY (op 2)' },
+  { tag: 'no-message-type', type: 'int', doc: 'dropped: no option 53 (BOOTP is not served)' },
+  { tag: 'no-client-mac', type: 'int', doc: 'dropped: chaddr empty or all zero' },
+  { tag: 'no-subnet', type: 'int', doc: 'dropped: on no served subnet (giaddr/ciaddr/interface)' },
+  { tag: 'rate-limited', type: 'int', doc: 'dropped: a new client over the newClients limit of its link' },
+  { tag: 'no-address', type: 'int', doc: 'DISCOVERs left unanswered: no address to offer' },
+  { tag: 'offers', type: 'int', doc: 'OFFERs sent' },
+  {
+    tag: 'offers-reclaimed',
+    type: 'int',
+    doc: 'held offers given to another client because the pool ran dry (oldest first)',
+  },
+  { tag: 'acks', type: 'int', doc: 'ACKs for REQUESTs (leases bound or renewed)' },
+  { tag: 'naks', type: 'int', doc: 'NAKs sent' },
+  { tag: 'informs', type: 'int', doc: 'ACKs for INFORMs' },
+  { tag: 'releases', type: 'int', doc: 'leases released by the client (DHCPRELEASE)' },
+  { tag: 'declines', type: 'int', doc: 'addresses declined (DHCPDECLINE) and quarantined' },
+  { tag: 'lookups-answered', type: 'int', doc: 'addresses decided by the lookup chain (pool included)' },
+  {
+    tag: 'lookups-rejected',
+    type: 'int',
+    doc: 'lookup answers refused (an address the client cannot have, malformed, or no answer in time)',
+  },
+  { tag: 'leases', type: 'int', doc: 'leases bound and unexpired now' },
+];
+
 export const STATS: MailboxSpec = {
   suffix: '/stats',
   dir: 'in',
-  doc: 'request: replies with counters {received, malformed, dropped, offers, acks, naks, informs, releases, declines, lookups-answered, lookups-rejected}',
+  doc: `request: replies with ints {${STATS_REPLY.map((t) => t.tag).join(', ')}}; leases = bound now, the others count since start`,
   tuples: [{ tag: 'reply-to', type: 'str', doc: 'where the counters go' }],
 };
 

@@ -84,6 +84,36 @@ describe('DHCP config', () => {
     ).toMatch(/hosts\[1\]\.mac: 02:00:00:00:00:01 is already config\.hosts\[0\]\.mac[\s\S]*hosts\[1\]\.ip/);
   });
 
+  it('leaseFile is required; a relative one is resolved from the working directory, once, when parsed', () => {
+    const { leaseFile: _, ...noLeaseFile } = base;
+    expect(errorOf(noLeaseFile)).toContain('config.leaseFile: required: the path of the lease journal');
+    expect(errorOf({ ...base, leaseFile: '' })).toContain('config.leaseFile: empty');
+    expect(errorOf({ ...base, leaseFile: 5 })).toContain('config.leaseFile: not a string');
+    expect(parseConfig({ ...base, leaseFile: 'state/dhcpd.leases' }).leaseFile).toBe(
+      join(process.cwd(), 'state', 'dhcpd.leases'),
+    );
+    expect(parseConfig({ ...base, leaseFile: '/var/lib/x/../dhcpd.leases' }).leaseFile).toBe(
+      '/var/lib/dhcpd.leases',
+    );
+  });
+
+  it('newClients: 50/s and 200 at once per link by default; perSecond 0 turns it off; bad values named', () => {
+    expect(parseConfig(base).newClients).toEqual({ perSecond: 50, burst: 200 });
+    expect(parseConfig({ ...base, newClients: { perSecond: 0 } }).newClients).toEqual({
+      perSecond: 0,
+      burst: 200,
+    });
+    expect(parseConfig({ ...base, newClients: { perSecond: 2.5, burst: 10 } }).newClients).toEqual({
+      perSecond: 2.5,
+      burst: 10,
+    });
+    expect(errorOf({ ...base, newClients: { perSecond: -1 } })).toContain('config.newClients.perSecond:');
+    expect(errorOf({ ...base, newClients: { burst: 0 } })).toContain('config.newClients.burst:');
+    expect(errorOf({ ...base, newClients: { rate: 5 } })).toContain(
+      'config.newClients: Unrecognized key: "rate"',
+    );
+  });
+
   it('checks options by code or name against the codec', () => {
     expect(
       parseConfig(

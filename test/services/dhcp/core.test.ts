@@ -92,7 +92,7 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
     expect(r.pool.offeredTo(MAC)).toBeUndefined();
   });
 
-  it('INIT-REBOOT: wrong network → NAK (broadcast); another client’s address → NAK; own → ACK', async () => {
+  it('INIT-REBOOT: wrong network → NAK (broadcast); a known client asking for another’s address → NAK; own → ACK', async () => {
     const ip = await lease(MAC);
     const moved = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC, { ciaddr: '192.168.1.5' })));
     expect(typeOf(moved!.packet)).toBe(MessageType.NAK); // REBINDING from a network we do not serve
@@ -105,18 +105,55 @@ describe('DHCP core (RFC 2131 state machine, no sockets)', () => {
     expect(typeOf(wrong!.packet)).toBe(MessageType.NAK);
     expect(wrong!.to.address).toBe('255.255.255.255');
     expect(wrong!.packet.yiaddr).toBe('0.0.0.0');
+    // MAC2 has a lease of its own: we have a record of it, and it asks for MAC's address
+    await lease(MAC2);
     const theirs = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC2, { requested: ip })));
     expect(typeOf(theirs!.packet)).toBe(MessageType.NAK);
     const own = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC, { requested: ip })));
     expect(typeOf(own!.packet)).toBe(MessageType.ACK);
   });
 
-  it('INIT-REBOOT from a client we have no record of, for a free address: silent', async () => {
-    const out = await r.core.handle(
+  it('INIT-REBOOT from a client we have no record of: silent (RFC 2131 4.3.2), for a free or a taken address', async () => {
+    const free = await r.core.handle(
       inb(clientPacket(MessageType.REQUEST, MAC, { requested: '10.77.0.105' })),
     );
-    // the pool would give a new client its requested address when free: it is ACKed
-    expect(out === undefined || typeOf(out.packet) === MessageType.ACK).toBe(true);
+    expect(free).toBeUndefined();
+    const ip = await lease(MAC2);
+    const taken = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC, { requested: ip })));
+    expect(taken).toBeUndefined();
+    expect(r.store.ofMac(MAC)).toBeUndefined();
+    expect(r.core.counters).toMatchObject({ acks: 1, naks: 0, dropped: 2 });
+    // wrong network still gets a NAK, record or not (the client must start over)
+    const moved = await r.core.handle(
+      inb(clientPacket(MessageType.REQUEST, MAC, { requested: '10.99.0.5' })),
+    );
+    expect(typeOf(moved!.packet)).toBe(MessageType.NAK);
+  });
+
+  it('INIT-REBOOT: a record is a lease (bound or free), a static entry, or a lookup listener’s answer', async () => {
+    const ip = await lease(MAC);
+    await r.core.handle(inb(clientPacket(MessageType.RELEASE, MAC, { ciaddr: ip, serverId: '10.77.0.1' })));
+    expect(r.store.ofMac(MAC)?.state).toBe('free');
+    const back = await r.core.handle(inb(clientPacket(MessageType.REQUEST, MAC, { requested: ip })));
+    expect(typeOf(back!.packet)).toBe(MessageType.ACK);
+    const st = await r.core.handle(
+      inb(clientPacket(MessageType.REQUEST, '02:00:00:00:00:aa', { requested: '10.77.0.50' })),
+    );
+    expect(typeOf(st!.packet)).toBe(MessageType.ACK);
+    const h = r.bus.prepend('/dhcpd/lookup', async (m, ctx) => {
+      if (m.str('mac') !== MAC2) return;
+      await ctx.reply({ ip: '10.77.0.201', source: 'ldap' });
+      return STOP;
+    });
+    const hooked = await r.core.handle(
+      inb(clientPacket(MessageType.REQUEST, MAC2, { requested: '10.77.0.201' })),
+    );
+    expect(typeOf(hooked!.packet)).toBe(MessageType.ACK);
+    const other = await r.core.handle(
+      inb(clientPacket(MessageType.REQUEST, '02:00:00:00:00:03', { requested: '10.77.0.106' })),
+    );
+    expect(other).toBeUndefined(); // the hook passed, the pool answered: no record
+    h.remove();
   });
 
   it('RENEWING (ciaddr, unicast) → ACK to ciaddr:68 with a new expiry; REBINDING the same', async () => {

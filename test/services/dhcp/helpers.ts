@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bus } from '../../../src/core/bus.js';
-import { silentLogger } from '../../../src/core/log.js';
+import { type Level, type Logger, silentLogger } from '../../../src/core/log.js';
 import { type DhcpConfig, parseConfig, type RawDhcpConfig } from '../../../src/services/dhcp/config.js';
 import { DhcpCore } from '../../../src/services/dhcp/core.js';
 import { LeaseStore } from '../../../src/services/dhcp/leases.js';
@@ -59,14 +59,37 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function rig(leaseFile: string, extra: Partial<RawDhcpConfig> = {}): Promise<Rig> {
+/** A logger that keeps what it is given (every level). */
+export function recordingLogger(): Logger & {
+  lines: { level: Level; msg: string; fields: Record<string, unknown> }[];
+} {
+  const lines: { level: Level; msg: string; fields: Record<string, unknown> }[] = [];
+  const logger = {
+    lines,
+    log(level: Level, msg: string, fields: Record<string, unknown> = {}) {
+      lines.push({ level, msg, fields });
+    },
+    child: () => logger,
+  };
+  return logger;
+}
+
+export async function rig(
+  leaseFile: string,
+  extra: Partial<RawDhcpConfig> = {},
+  opts: { log?: Logger; logIntervalMs?: number } = {},
+): Promise<Rig> {
   const clock = { t: 1_800_000_000_000 };
   const now = (): number => clock.t;
   const config = parseConfig(rawConfig(leaseFile, extra), checkConfigOption);
   const bus = new Bus({ name: 'dhcpd', logger: silentLogger });
   const store = await LeaseStore.open(leaseFile, { now, log: silentLogger });
   const pool = new Pool(config, store, now);
-  const core = new DhcpCore(bus, config, store, pool, { log: silentLogger, now });
+  const core = new DhcpCore(bus, config, store, pool, {
+    log: opts.log ?? silentLogger,
+    now,
+    logIntervalMs: opts.logIntervalMs,
+  });
   core.attachPool();
   return {
     bus,

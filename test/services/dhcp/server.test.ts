@@ -14,6 +14,8 @@ import {
   MessageType,
 } from '../../../src/services/dhcp/packet.js';
 import { type DhcpServer, startDhcpServer } from '../../../src/services/dhcp/server.js';
+import { STATS, STATS_REPLY } from '../../../src/services/dhcp/table.js';
+import { validate } from '../../../src/services/table.js';
 import { clientPacket, tmp, typeOf } from './helpers.js';
 
 /**
@@ -116,6 +118,29 @@ describe('DHCP server sockets (in process, loopback relay)', () => {
     );
     expect(await lease('02:00:00:00:00:01')).toBe('127.0.0.77');
     expect(await lease('02:00:00:00:00:02')).toBe('127.0.0.100'); // bad answer: the pool decides
+  });
+
+  it('/dhcpd/stats replies with every field of STATS_REPLY, each an int; a wrong option length is counted there', async () => {
+    const p = clientPacket(MessageType.DISCOVER, '02:00:00:00:00:07', { giaddr: '127.0.0.1', xid: 7 });
+    p.options.push({ code: 54, data: Buffer.from([127, 0]) });
+    relay.send(encodePacket(p), server.port, '127.0.0.1');
+    expect(await lease('02:00:00:00:00:08')).toBe('127.0.0.100'); // after the bad one, in order
+    const s = await bus.request('/dhcpd/stats', {});
+    const fields = [...s];
+    expect(fields.map((t) => t.tag)).toEqual(STATS_REPLY.map((t) => t.tag));
+    validate({ ...STATS, tuples: STATS_REPLY }, '/dhcpd/stats reply', s);
+    expect(s.toObject()).toMatchObject({
+      received: 3,
+      'bad-option-length': 1,
+      dropped: 1,
+      offers: 1,
+      acks: 1,
+      leases: 1,
+    });
+    // `metanet ls` shows the mailbox's doc: it names every field
+    const doc = bus.mailbox('/dhcpd/stats')!.tuples.str('doc');
+    expect(doc).toMatch(/^request: replies with ints/);
+    for (const t of STATS_REPLY) expect(doc).toContain(t.tag);
   });
 
   it('fuzz: random datagrams are counted as malformed and never stop it', async () => {
