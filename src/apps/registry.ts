@@ -10,6 +10,7 @@ export const APPS: Readonly<Record<string, () => Promise<App>>> = {
   dns: async () => (await import('./dns/app.js')).dnsApp,
   'dhcp-ldap': async () => (await import('./dhcp-ldap/app.js')).dhcpLdapApp,
   portal: async () => (await import('./portal/app.js')).portalApp,
+  radius: async () => (await import('./radius/app.js')).radiusApp,
   mailproxy: async () => (await import('./mailproxy/app.js')).mailProxyApp,
 };
 
