@@ -45,6 +45,32 @@ export interface AppHandle {
   close(): Promise<void>;
   /** An extra word for the ready line (`mailproxy ready 10143`). */
   readonly readyNote?: string;
+  /**
+   * The app's Prometheus metric families (docs/metrics.md). `metanet up` calls it once, after
+   * start, only when the gateway config has `metrics`; each family's `collect` then runs at every
+   * scrape, reading counters the app keeps anyway, so metrics cost its hot paths nothing.
+   */
+  metrics?(): readonly MetricFamily[];
+}
+
+/** One labelled value of a metric family. */
+export interface MetricSample {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** What a family's `collect` gives: one number (no labels) or one sample per label set. */
+export type MetricValue = number | readonly MetricSample[];
+
+/** One Prometheus metric family of an app, read at scrape time. */
+export interface MetricFamily {
+  /** `metanet_<app>_…`, in base units (`_seconds`, `_bytes`); a counter's ends in `_total`. */
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  /** The label names of every sample (none: `collect` gives one number). Never per guest. */
+  readonly labels?: readonly string[];
+  collect(): MetricValue | Promise<MetricValue>;
 }
 
 /** One network of the gateway, as declared once in the config. */
