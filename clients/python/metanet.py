@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import msgpack
 
 PROTOCOL_VERSION = 1
-MAX_FRAME = 16 * 1024 * 1024
+MAX_FRAME = 16 * 1024 * 1024  # what this client reads from a daemon; a daemon reads up to 1 MiB by default
 MAX_DEPTH = 32
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -27,7 +27,7 @@ HELLO, SEND, RESULT, LISTEN, UNLISTEN, DELIVER, VERDICT, OK, ERROR, MONITOR, EVE
 FRAME_NAMES = ('HELLO SEND RESULT LISTEN UNLISTEN DELIVER VERDICT OK ERROR MONITOR EVENT LS UNMONITOR').split()
 TYPE_NAMES = ('str', 'int', 'float', 'bool', 'bytes', 'null', 'list')
 TYPE_CODES = {n: i for i, n in enumerate(TYPE_NAMES)}
-NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 REPLY_PREFIX = '/system/reply/'
 STOP, CONTINUE = 'stop', 'continue'
 
@@ -215,6 +215,8 @@ def from_wire(w, where='message', depth=0):
         )
         if not ok:
             raise _proto(f'{where}: tuple "{tag}" is typed {name} but holds {type_of(v)}')
+        if code == 1 and not INT64_MIN <= v <= INT64_MAX:
+            raise _proto(f'{where}: tuple "{tag}" holds {v}, outside the signed 64-bit range of an int')
         if code == 2:
             v = float(v)
         elif code == 6:
@@ -294,7 +296,8 @@ class Client:
     """Connections to MetaNet daemons, one per daemon, opened on first use.
 
     name: this process's name on the wire (HELLO; replies are addressed to it), default py-<pid>
-    (py-<pid>-N for further clients in one process: names must be unique per daemon).
+    (py-<pid>-N for further clients in one process). It need not be unique: a daemon routes each
+    connection by a name of its own (NAME.PID) and rewrites our reply-tos to it.
     dir: the socket directory, else $METANET_DIR, else /run/metanet.
     daemon: the daemon for bare '/path' addresses (optional).
     """
@@ -302,7 +305,8 @@ class Client:
     def __init__(self, name=None, dir=None, daemon=None, max_frame=MAX_FRAME):
         self.name = name or _default_name()
         if not NAME_RE.match(self.name):
-            raise MetanetError('ECONFIG', f'client name "{self.name}" must be 1-64 of A-Z a-z 0-9 _ . -')
+            raise MetanetError('ECONFIG', f'client name "{self.name}" must be 1-64 of A-Z a-z 0-9 _ . -, '
+                                          f'starting with a letter or digit')
         self.dir = dir or os.environ.get('METANET_DIR') or '/run/metanet'
         self.daemon = daemon
         self.max_frame = max_frame
@@ -791,10 +795,13 @@ class _Conn:
         except MetanetError as e:
             # A frame we cannot make sense of: answer a request with ERROR and keep the connection;
             # anything else (HELLO, answers, a connection error) closes it.
-            rid = f[1] if len(f) > 1 and type(f[1]) is int else 0
-            if t == DELIVER and rid > 0:
+            rid = f[1] if len(f) > 1 and type(f[1]) is int else None
+            if t == DELIVER and rid is not None and rid > 0:
                 self.write([VERDICT, rid, CONTINUE, f'{e.code}: {e.message}'])
-            elif rid > 0 and t not in (HELLO, RESULT, OK, ERROR):
+            elif t == SEND and rid == 0 and not getattr(e, 'from_peer', False):
+                # one-way: nothing is answered, the connection stays (we have no /system/error: say it here)
+                print(f'metanet: one-way SEND from {self.daemon} refused: {e.code}: {e.message}', file=sys.stderr)
+            elif rid is not None and rid > 0 and t not in (HELLO, RESULT, OK, ERROR):
                 self.write([ERROR, rid, e.code, e.message])
             else:
                 raise
@@ -813,11 +820,13 @@ class _Conn:
 
     def _on_send(self, f):
         rid = _field(f, 1, 'id', 'int')
+        if rid < 0:
+            raise _proto(f'SEND frame: field id must be an integer >= 0, got {rid}')
         path = _field(f, 2, 'path', 'str')
         msg = from_wire(f[3] if len(f) > 3 else None, f'SEND {path}')
         waiter = self.client._reply_waiter(path)
         if rid > 0:  # answered before the caller wakes: a client closing right after its call must
-            # not leave the daemon waiting for this RESULT (README.md, "Known daemon behaviour")
+            # not leave the daemon waiting for this RESULT (README.md, "Daemon behaviour this client relies on")
             self._try_write([RESULT, rid, waiter is not None, 1 if waiter else 0, False, None, [], 0])
         if waiter is not None:
             waiter.on_reply(msg)

@@ -120,9 +120,22 @@ program
           .sort();
       } catch {}
       for (const name of names) {
-        const link = await transport.link(name).catch(() => undefined);
-        const state = link ? `pid ${link.peerPid}` : 'not running (stale socket)';
-        out(`${name}  ${state}`, { daemon: name, running: link !== undefined, pid: link?.peerPid ?? null });
+        let denied = false;
+        const link = await transport.link(name).catch((e: unknown) => {
+          denied = isMetanetError(e, 'EDENIED'); // EACCES on the socket: running, but not for us
+          return undefined;
+        });
+        const state = link
+          ? `pid ${link.peerPid}`
+          : denied
+            ? 'denied (no permission to open its socket)'
+            : 'not running (stale socket)';
+        out(`${name}  ${state}`, {
+          daemon: name,
+          running: link !== undefined || denied,
+          denied,
+          pid: link?.peerPid ?? null,
+        });
       }
       if (names.length === 0 && !globals().json) process.stderr.write(`no daemons in ${dir}\n`);
       return EXIT.ok;

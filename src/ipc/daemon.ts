@@ -3,7 +3,17 @@ import { connect, createServer, type Server } from 'node:net';
 import type { Bus } from '../core/bus.js';
 import { MetanetError } from '../core/errors.js';
 import { Acl, type AclRule } from './acl.js';
+import { Admission, refuse } from './admission.js';
 import { socketDir, socketPath } from './dir.js';
+import {
+  CLIENT_LIMITS,
+  DAEMON_LIMITS,
+  type Limits,
+  limits,
+  MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_UID,
+} from './limits.js';
+import { isRouteLike } from './names.js';
 import { peerCred } from './peercred.js';
 import { SocketTransport } from './transport.js';
 
@@ -14,7 +24,16 @@ export interface DaemonOptions {
   readonly acl?: readonly AclRule[];
   /** File mode of the socket. Default 0o660: the daemon's user and group. */
   readonly mode?: number;
+  /** Largest frame payload a peer may send, bytes (default 1 MiB; docs/ipc.md, "Limits"). */
   readonly maxFrame?: number;
+  /** Output queued for a peer beyond which the peer is cut, bytes (default 64 MiB). */
+  readonly maxBacklog?: number;
+  /** Time a peer has to send HELLO, and to finish a frame it started, ms (default 5000). */
+  readonly handshakeTimeout?: number;
+  /** Connections held at once (default 1024). */
+  readonly maxConnections?: number;
+  /** Connections held at once from one user id (default 256). */
+  readonly maxConnectionsPerUid?: number;
   /** Remove the socket and exit on SIGINT/SIGTERM (default true). */
   readonly signals?: boolean;
 }
@@ -35,6 +54,16 @@ export interface Daemon {
 export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promise<Daemon> {
   const name = bus.name;
   if (!name) throw new MetanetError('ECONFIG', 'a daemon needs a name: new Bus({ name })');
+  if (isRouteLike(name))
+    throw new MetanetError(
+      'ECONFIG',
+      `daemon name "${name}" ends in .DIGITS: such names are the ones daemons give their clients' connections`,
+    );
+  const inbound: Limits = limits(DAEMON_LIMITS, options);
+  const admission = new Admission({
+    maxConnections: options.maxConnections ?? MAX_CONNECTIONS,
+    maxConnectionsPerUid: options.maxConnectionsPerUid ?? MAX_CONNECTIONS_PER_UID,
+  });
   const dir = socketDir(options.dir);
   const path = socketPath(dir, name);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -43,11 +72,19 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
   try {
     unlinkSync(path); // stale: nobody answers
   } catch {}
-  const transport = new SocketTransport(bus, { dir, name, maxFrame: options.maxFrame });
+  const transport = new SocketTransport(bus, { dir, name, inbound });
   bus.attach(transport);
   const acl = new Acl(options.acl);
   const server: Server = createServer((sock) => {
-    transport.adopt(sock, { acl, cred: peerCred(sock) });
+    const cred = peerCred(sock);
+    const uid = cred?.uid ?? -1;
+    const refused = admission.admit(uid);
+    if (refused !== undefined) {
+      bus.log.log('warn', 'connection refused', { uid, pid: cred?.pid, why: refused });
+      refuse(sock, name, 'EDENIED', refused);
+      return;
+    }
+    transport.adopt(sock, { acl, cred }, () => admission.leave(uid));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -105,14 +142,16 @@ function alive(path: string): Promise<boolean> {
 
 /**
  * A bus for a client process (a CLI, a glue program) that reaches daemons but serves no socket
- * of its own. Its wire name is `<prefix>-<pid>`.
+ * of its own. Its wire name is the bus name (`<prefix>-<pid>` by habit; it need not be unique:
+ * a daemon routes each connection by a name of its own, docs/ipc.md). It accepts frames up to
+ * `maxFrame` (default 16 MiB) from the daemons it dials.
  */
 export function attachClient(bus: Bus, options: { dir?: string; maxFrame?: number } = {}): SocketTransport {
   if (!bus.name) throw new MetanetError('ECONFIG', 'a client bus needs a name (replies are addressed to it)');
   const transport = new SocketTransport(bus, {
     dir: socketDir(options.dir),
     name: bus.name,
-    maxFrame: options.maxFrame,
+    outbound: limits(CLIENT_LIMITS, { maxFrame: options.maxFrame }),
   });
   bus.attach(transport);
   return transport;

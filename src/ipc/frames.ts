@@ -1,7 +1,7 @@
-import { MetanetError } from '../core/errors.js';
+import { isMetanetError, MetanetError } from '../core/errors.js';
 import type { ListenerHandle, ListenerInfo, Position, SendResult } from '../core/listener.js';
 import { Message, type MessageInit } from '../core/message.js';
-import { F, type Frame, fromWire, toWire } from './wire.js';
+import { F, type Frame, field, fromWire, kind, toWire } from './wire.js';
 
 /**
  * What goes inside frames, shared by the Unix-socket links and the NATS transport: listener
@@ -9,6 +9,9 @@ import { F, type Frame, fromWire, toWire } from './wire.js';
  */
 
 export const REPLY_PREFIX = '/system/reply/';
+
+/** Default time a daemon waits for a remote listener's verdict (ms). */
+export const REMOTE_TIMEOUT = 1000;
 
 /** `/system/reply/N`, or the same relayed through a daemon (`/system/relay/NAME/system/reply/N`). */
 export function isReplyPath(path: string): boolean {
@@ -52,6 +55,24 @@ export function positionFromWire(v: unknown): Position {
   throw new MetanetError(
     'EPROTO',
     'LISTEN frame: position must be "append", "prepend", ["before", tuples] or ["after", tuples]',
+  );
+}
+
+/** Longest verdict timeout a LISTEN may ask for, ms (what a timer can wait). */
+export const MAX_LISTEN_TIMEOUT = 2 ** 31 - 1;
+
+/** LISTEN's `timeout` field: 0 (the receiver's default) to 2^31 − 1 ms. */
+export function timeoutFromWire(f: Frame, i: number): number {
+  return field.uint(f, i, 'timeout', MAX_LISTEN_TIMEOUT);
+}
+
+/** LISTEN's `onTimeout` field: "continue", "stop", or nil for "continue". Anything else is refused: a typo must not turn fail-closed into fail-open. */
+export function onTimeoutFromWire(v: unknown): 'continue' | 'stop' {
+  if (v === 'stop' || v === 'continue') return v;
+  if (v === null || v === undefined) return 'continue';
+  throw new MetanetError(
+    'EPROTO',
+    `LISTEN frame: onTimeout must be "continue" or "stop", got ${typeof v === 'string' ? JSON.stringify(v) : kind(v)}`,
   );
 }
 
@@ -101,4 +122,9 @@ export function resultFromFrame(path: string, f: Frame): SendResult {
     errors: errors.map((e) => ({ listener: remoteInfo('remote'), error: e })),
     timedOut: Array.from({ length: typeof f[7] === 'number' ? f[7] : 0 }, () => remoteInfo('remote')),
   };
+}
+
+/** `ERROR [8, id, code, message]` for what went wrong. */
+export function errorFrame(id: number, e: unknown): unknown[] {
+  return [F.ERROR, id, isMetanetError(e) ? e.code : 'EFAIL', e instanceof Error ? e.message : String(e)];
 }

@@ -4,45 +4,36 @@ import { isErrorCode, isMetanetError, MetanetError } from '../core/errors.js';
 import {
   CONTINUE,
   type Listener,
-  type ListenerHandle,
   type ListenerInfo,
-  type ListenerResult,
   type ListenOptions,
   type SendResult,
   STOP,
 } from '../core/listener.js';
 import type { Logger } from '../core/log.js';
-import { Message, type MessageInit, type Tuple } from '../core/message.js';
-import { checkPath, pathMatches } from '../core/path.js';
-import type { Acl, Operation } from './acl.js';
+import { Message } from '../core/message.js';
+import { checkName } from '../core/path.js';
+import type { Acl } from './acl.js';
 import {
+  errorFrame,
   handedOver,
   isReplyPath,
-  positionFromWire,
   positionToWire,
-  RELAY,
-  relayTarget,
+  REMOTE_TIMEOUT,
   resultFromFrame,
-  resultToFrame,
 } from './frames.js';
+import { Intake } from './intake.js';
+import { CLIENT_LIMITS, LINGER, type Limits } from './limits.js';
+import { outboundReplyTo } from './names.js';
+import { Outbox } from './outbox.js';
 import type { PeerCred } from './peercred.js';
-import {
-  DEFAULT_MAX_FRAME,
-  encodeFrame,
-  F,
-  type Frame,
-  FrameReader,
-  field,
-  frameName,
-  fromWire,
-  PROTOCOL_VERSION,
-  toWire,
-} from './wire.js';
+import { Served } from './served.js';
+import { encodeFrame, F, type Frame, field, frameName, fromWire, PROTOCOL_VERSION, toWire } from './wire.js';
 
-/** Default time a daemon waits for a remote listener's verdict (ms). */
-export const REMOTE_TIMEOUT = 1000;
-/** A peer whose unread output exceeds this is too slow: its connection is closed. */
-const MAX_BACKLOG = 64 * 1024 * 1024;
+export { REMOTE_TIMEOUT };
+
+/** After a connection error, how long answers to the peer's earlier requests may still take (ms). */
+const CLOSE_GRACE = 2000;
+const ERRORS = '/system/error';
 
 /** A listener of this process attached to a mailbox of another daemon. */
 export interface RemoteListener {
@@ -65,12 +56,25 @@ export interface LinkOptions {
   /** Server side: the access policy and the peer's kernel credentials. */
   readonly acl?: Acl;
   readonly cred?: PeerCred;
-  readonly maxFrame?: number;
-  /** Whether another live connection already uses this peer name (who, if so). */
-  readonly nameTaken?: (name: string) => string | undefined;
-  /** Called as soon as the peer's HELLO is read (before any later frame is handled). */
-  readonly onHello?: (link: Link) => void;
+  /** What the peer may cost (default: a client's limits). */
+  readonly limits?: Limits;
+  /** Called with the HELLO name, before any later frame: registers the link; a server side returns the name it routes the peer by (names.ts). */
+  readonly route?: (peerName: string, link: Link) => string | undefined;
   readonly onClose: (link: Link) => void;
+  /** Counted into (increments only; `metanet up` serves them on /metrics). */
+  readonly stats?: IpcStats;
+}
+
+/** Frames and errors of a transport's links, for metrics (docs/metrics.md). */
+export interface IpcStats {
+  framesIn: number;
+  framesOut: number;
+  /** Requests refused with an ERROR (or dropped, one-way): the connection stays. */
+  refused: number;
+  /** Connections closed after a protocol error or a stalled peer. */
+  broken: number;
+  /** Connections cut because the peer stopped reading (backlog over the bound). */
+  slow: number;
 }
 
 interface Pending {
@@ -82,40 +86,87 @@ interface Pending {
 
 /**
  * One connection between two processes. Symmetric: after HELLO either side may send, listen,
- * deliver to the other's listeners and reply. See docs/wire-protocol.md.
+ * deliver to the other's listeners and reply. See docs/wire-protocol.md. Reading (with bounded
+ * work per turn) is `Intake`'s, writing (with the bounded backlog) `Outbox`'s.
  */
 export class Link {
   peerName: string | undefined;
   peerPid = 0;
+  /** Server side: the name this process routes the peer by (`NAME.PID`, names.ts). */
+  routeName: string | undefined;
   readonly ready: Promise<void>;
   /** Resolves with the reason when the connection is gone. */
   readonly gone: Promise<Error>;
   private goneResolve!: (e: Error) => void;
   private readyResolve!: () => void;
   private readyReject!: (e: Error) => void;
-  private readonly reader: FrameReader;
+  private readonly intake: Intake;
+  private readonly outbox: Outbox;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  /** Server side: proxies standing in the local bus for the peer's listeners, by the peer's lid. */
-  private readonly proxies = new Map<number, ListenerHandle>();
-  private readonly verdicts = new Map<
-    number,
-    { resolve(v: ListenerResult): void; reject(e: Error): void; onTimeout: 'continue' | 'stop' }
-  >();
-  private readonly monitors = new Map<number, () => void>();
-  private out: Buffer[] = [];
-  private flushing = false;
+  /** What the peer asks of this process: its requests, listeners and monitors here. */
+  private readonly served: Served;
+  /** Frame handlers by type: the peer's requests (served) and the answers and deliveries that concern us. */
+  private readonly handlers: Record<number, (f: Frame) => void>;
+  private readonly eventSinks = new Map<number, (path: string, m: Message, listened: boolean) => void>();
   private closedWith: Error | undefined;
+  /** A connection error was found: nothing more is read; answers to earlier requests still go out. */
+  private closing: Error | undefined;
+  private grace: NodeJS.Timeout | undefined;
+  private readonly stats: IpcStats;
 
   constructor(private readonly o: LinkOptions) {
-    this.reader = new FrameReader(o.maxFrame ?? DEFAULT_MAX_FRAME);
+    this.stats = o.stats ?? { framesIn: 0, framesOut: 0, refused: 0, broken: 0, slow: 0 };
+    const limits = o.limits ?? CLIENT_LIMITS;
     this.ready = new Promise((res, rej) => {
       this.readyResolve = res;
       this.readyReject = rej;
     });
     this.ready.catch(() => {});
     this.gone = new Promise((r) => (this.goneResolve = r));
-    o.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.outbox = new Outbox(o.socket, limits.maxBacklog, (backlog) => this.tooSlow(backlog));
+    const link = this;
+    this.served = new Served({
+      bus: o.bus,
+      localName: o.localName,
+      acl: o.acl,
+      cred: o.cred,
+      get who() {
+        return link.who;
+      },
+      get peerName() {
+        return link.peerName;
+      },
+      get routeName() {
+        return link.routeName;
+      },
+      write: (f) => this.write(f),
+      qualify: (m) => this.qualify(m),
+      answered: () => {
+        if (this.closing && this.served.answering === 0) this.finishClosing();
+      },
+    });
+    this.handlers = {
+      ...this.served.handlers,
+      [F.HELLO]: (f) => this.onHello(f),
+      [F.RESULT]: (f) => this.settle(f, undefined),
+      [F.OK]: (f) => this.settle(f, undefined),
+      [F.ERROR]: (f) => this.onError(f),
+      [F.DELIVER]: (f) => this.onDeliver(f),
+      [F.EVENT]: (f) => this.onEvent(f),
+    };
+    this.intake = new Intake(o.socket, limits, {
+      get open() {
+        return link.closing === undefined && link.closedWith === undefined;
+      },
+      get greeted() {
+        return link.peerName !== undefined;
+      },
+      frame: (f) => this.onFrame(f),
+      turnEnd: () => this.o.bus.deliverQueued(),
+      broken: (e) => this.fatal(e),
+      stalled: (e) => this.fatal(e),
+    });
     o.socket.on('error', (e) => this.shutdown(e));
     o.socket.on('close', () =>
       this.shutdown(new MetanetError('EUNREACHABLE', `connection to ${this.who} closed`)),
@@ -127,8 +178,14 @@ export class Link {
     return this.peerName !== undefined ? `${this.peerName}[pid ${this.peerPid}]` : 'peer';
   }
 
+  /** Gone. (A link closing after a connection error still takes one-way frames, e.g. replies to the peer's last requests.) */
   get closed(): boolean {
     return this.closedWith !== undefined;
+  }
+
+  /** Bytes written to the socket and not yet handed to the kernel. */
+  get queuedBytes(): number {
+    return this.o.socket.writableLength;
   }
 
   // ---- outgoing --------------------------------------------------------------------------
@@ -159,7 +216,7 @@ export class Link {
   }
 
   post(path: string, m: Message): void {
-    this.check();
+    if (this.closedWith) throw this.closedWith;
     this.write([F.SEND, 0, path, toWire(this.qualify(m))]);
   }
 
@@ -196,16 +253,16 @@ export class Link {
     onEvent: (path: string, m: Message, listened: boolean) => void,
   ): Promise<() => void> {
     const f = await this.call([F.MONITOR, 0, pattern]);
-    const mid = field.int(f, 2, 'monitor id');
+    const mid = field.uint(f, 2, 'monitor id');
     this.eventSinks.set(mid, onEvent);
     return () => {
       this.eventSinks.delete(mid);
       if (!this.closed) this.call([F.UNMONITOR, 0, mid]).catch(() => {});
     };
   }
-  private readonly eventSinks = new Map<number, (path: string, m: Message, listened: boolean) => void>();
 
   close(): void {
+    this.outbox.flush();
     this.o.socket.end();
     this.shutdown(new MetanetError('ECLOSED', `connection to ${this.who} closed by this side`));
   }
@@ -224,40 +281,15 @@ export class Link {
     });
   }
 
+  /** Whether a request (which needs the peer's answer) may go out. */
   private check(): void {
     if (this.closedWith) throw this.closedWith;
+    if (this.closing)
+      throw new MetanetError('EUNREACHABLE', `connection to ${this.who} is closing: ${this.closing.message}`);
   }
 
-  /**
-   * A reply-to must make sense on the other side: a bare path names this process
-   * (`me:/path`); an address of a third process the peer may not reach is routed through this
-   * one (`me:/system/relay/<daemon>/path`, see docs/wire-protocol.md).
-   */
   private qualify(m: Message): Message {
-    const tuples = m.tuples;
-    let at = -1;
-    for (let i = 0; i < tuples.length; i++)
-      if (tuples[i]!.tag === 'reply-to') {
-        at = i;
-        break;
-      }
-    const t = at < 0 ? undefined : tuples[at]!;
-    if (t?.type !== 'str') return m;
-    const v = t.value;
-    let to: string | undefined;
-    if (v.charCodeAt(0) === 47) to = `${this.o.localName}:${v}`;
-    else {
-      const colon = v.indexOf(':');
-      const daemon = v.slice(0, colon);
-      if (colon > 0 && !daemon.includes('/') && daemon !== this.peerName && daemon !== this.o.localName)
-        to = `${this.o.localName}:${RELAY}/${daemon}${v.slice(colon + 1)}`;
-    }
-    if (to === undefined) return m;
-    // the same as m.without('reply-to').with(reply-to=to), in one copy
-    const out: Tuple[] = [];
-    for (let i = 0; i < tuples.length; i++) if (tuples[i]!.tag !== 'reply-to') out.push(tuples[i]!);
-    out.push({ tag: 'reply-to', type: 'str', value: to });
-    return new Message(out);
+    return outboundReplyTo(m, this.o.localName, this.peerName, this.routeName);
   }
 
   private write(frame: readonly unknown[]): void {
@@ -269,75 +301,68 @@ export class Link {
       this.o.log.log('error', 'cannot encode frame', { frame: frameName(frame[0]), error: String(e) });
       return;
     }
-    this.out.push(buf);
-    if (!this.flushing) {
-      this.flushing = true;
-      queueMicrotask(this.flush);
-    }
+    if (this.outbox.push(buf)) this.stats.framesOut++;
   }
 
-  /** Frames written in one synchronous run go out in one socket write. */
-  private readonly flush = (): void => {
-    this.flushing = false;
-    const out = this.out;
-    this.out = [];
-    if (this.closedWith || out.length === 0) return;
-    this.o.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-    if (this.o.socket.writableLength > MAX_BACKLOG) {
-      this.o.log.log('warn', 'peer too slow, closing', {
-        peer: this.who,
-        backlog: this.o.socket.writableLength,
-      });
-      this.o.socket.destroy();
-    }
-  };
+  /** The peer let its backlog pass the bound: cut it now, whatever else it asked for. */
+  private tooSlow(backlog: number): void {
+    this.stats.slow++;
+    this.o.log.log('warn', 'peer too slow, closing', { peer: this.who, backlog });
+    this.intake.stop();
+    this.o.socket.destroy();
+    this.shutdown(
+      new MetanetError(
+        'EUNREACHABLE',
+        `${this.who} stopped reading: ${backlog} bytes would be queued for it`,
+      ),
+    );
+  }
 
   // ---- incoming --------------------------------------------------------------------------
 
-  private onData(chunk: Buffer): void {
-    const frames = this.reader.push(chunk);
-    for (const f of frames) {
-      try {
-        this.handle(f);
-      } catch (e) {
-        // A frame we cannot make sense of: tell the peer what and keep the connection only when
-        // the frame was a request (it had an id); a broken stream is closed.
-        const id = typeof f[1] === 'number' ? f[1] : 0;
-        if (id > 0 && this.peerName !== undefined && REQUESTS.has(f[0] as number)) this.error(id, e);
-        else {
-          this.fatal(e);
-          return;
-        }
-      }
+  private onFrame(f: Frame): void {
+    this.stats.framesIn++;
+    try {
+      const type = f[0];
+      if (this.peerName === undefined && type !== F.HELLO)
+        throw new MetanetError('EPROTO', `expected HELLO first, got ${frameName(type)}`);
+      const h = this.handlers[type as number];
+      if (h === undefined) throw new MetanetError('EPROTO', `unknown frame type ${String(type)}`);
+      h(f);
+    } catch (e) {
+      this.refused(f, e);
     }
-    if (this.reader.error) this.fatal(this.reader.error);
-    this.o.bus.deliverQueued();
   }
 
-  private handle(f: Frame): void {
-    const type = f[0];
-    if (this.peerName === undefined && type !== F.HELLO)
-      throw new MetanetError('EPROTO', `expected HELLO first, got ${frameName(type)}`);
-    const h = this.handlers[type as number];
-    if (h === undefined) throw new MetanetError('EPROTO', `unknown frame type ${String(type)}`);
-    h.call(this, f);
+  /**
+   * A frame we cannot carry out. A request with a usable id keeps the connection: id > 0 gets
+   * an ERROR, id 0 (one-way) gets nothing and the error goes to this process's `/system/error`.
+   * Anything else means the stream cannot be trusted: a connection error.
+   */
+  private refused(f: Frame, e: unknown): void {
+    const id = f[1];
+    const usable = typeof id === 'number' && Number.isSafeInteger(id) && id >= 0;
+    if (this.peerName === undefined || !REQUESTS.has(f[0] as number) || !usable) {
+      this.fatal(e);
+      return;
+    }
+    this.stats.refused++;
+    if (id > 0) {
+      this.error(id, e);
+      return;
+    }
+    const code = isMetanetError(e) ? e.code : 'EFAIL';
+    const text = e instanceof Error ? e.message : String(e);
+    const mailbox = typeof f[2] === 'string' ? f[2] : '';
+    this.o.log.log('warn', 'one-way request refused', {
+      peer: this.who,
+      frame: frameName(f[0]),
+      code,
+      error: text,
+    });
+    if (!this.o.bus.isClosed && this.o.bus.mailbox(ERRORS)?.listeners.length)
+      this.o.bus.post(ERRORS, { mailbox, peer: this.who, frame: frameName(f[0]), code, error: text });
   }
-
-  private readonly handlers: Record<number, (this: Link, f: Frame) => void> = {
-    [F.HELLO]: this.onHello,
-    [F.SEND]: this.onSend,
-    [F.RESULT]: (f) => this.settle(f, undefined),
-    [F.OK]: (f) => this.settle(f, undefined),
-    [F.ERROR]: this.onError,
-    [F.LISTEN]: this.onListen,
-    [F.UNLISTEN]: this.onUnlisten,
-    [F.DELIVER]: this.onDeliver,
-    [F.VERDICT]: this.onVerdict,
-    [F.MONITOR]: this.onMonitor,
-    [F.UNMONITOR]: this.onUnmonitor,
-    [F.EVENT]: this.onEvent,
-    [F.LS]: this.onLs,
-  };
 
   private onHello(f: Frame): void {
     if (this.peerName !== undefined) throw new MetanetError('EPROTO', 'HELLO sent twice');
@@ -348,75 +373,21 @@ export class Link {
         `unsupported protocol version ${version} (this side speaks ${PROTOCOL_VERSION})`,
       );
     const name = field.str(f, 2, 'name');
+    try {
+      checkName(name, 'name');
+    } catch (e) {
+      throw new MetanetError('EPROTO', `HELLO frame: ${(e as Error).message}`);
+    }
     const pid = field.int(f, 3, 'pid');
-    const holder = this.o.nameTaken?.(name);
-    if (holder)
-      throw new MetanetError(
-        'EEXIST',
-        `the name "${name}" is already connected (${holder}): names must be unique`,
-      );
     this.peerName = name;
-    this.peerPid = pid;
-    this.o.onHello?.(this);
+    this.peerPid = this.o.cred?.pid ?? pid;
+    this.routeName = this.o.route?.(name, this);
     this.readyResolve();
   }
 
-  private allowed(op: Operation, path: string): void {
-    this.o.acl?.check(op, path, this.o.cred);
-  }
-
-  private onSend(f: Frame): void {
-    const id = field.int(f, 1, 'id');
-    const path = checkPath(field.str(f, 2, 'path'));
-    const m = fromWire(f[3], path);
-    this.allowed('send', path);
-    const to = relayTarget(path);
-    if (id === 0) {
-      this.o.bus.post(to, m);
-      return;
-    }
-    if (to === path) this.o.bus.sendLocal(path, m, (r) => this.write(resultToFrame(id, r)));
-    else
-      this.o.bus.send(to, m).then(
-        (r) => this.write(resultToFrame(id, r)),
-        (e: unknown) => this.error(id, e),
-      );
-  }
-
-  private onListen(f: Frame): void {
-    const id = field.int(f, 1, 'id');
-    const path = checkPath(field.str(f, 2, 'path'));
-    const lid = field.int(f, 3, 'lid');
-    const identity = fromWire(f[4], 'LISTEN identity');
-    const position = positionFromWire(f[5]);
-    const timeout = field.int(f, 6, 'timeout') || REMOTE_TIMEOUT;
-    const onTimeout = f[7] === 'stop' ? 'stop' : 'continue';
-    this.allowed('listen', path);
-    this.proxies.get(lid)?.remove();
-    const proxy = (m: Message): Promise<ListenerResult> =>
-      new Promise((resolve, reject) => {
-        const did = this.nextId++;
-        this.verdicts.set(did, { resolve, reject, onTimeout });
-        this.write([F.DELIVER, did, lid, path, toWire(this.qualify(m))]);
-      });
-    const fname = field.optStr(f, 8, 'name') ?? `#${lid}`;
-    Object.defineProperty(proxy, 'name', { value: fname });
-    const h = this.o.bus.listen(path, proxy, { identity, position, timeout, onTimeout, remote: this.who });
-    this.proxies.set(lid, h);
-    this.write([F.OK, id, h.id]);
-  }
-
-  private onUnlisten(f: Frame): void {
-    const id = field.int(f, 1, 'id');
-    const lid = field.int(f, 2, 'lid');
-    this.proxies.get(lid)?.remove();
-    this.proxies.delete(lid);
-    this.write([F.OK, id, null]);
-  }
-
   private onDeliver(f: Frame): void {
-    const did = field.int(f, 1, 'delivery id');
-    const lid = field.int(f, 2, 'lid');
+    const did = field.uint(f, 1, 'delivery id');
+    const lid = field.uint(f, 2, 'lid');
     const path = field.str(f, 3, 'path');
     const m = fromWire(f[4], path);
     const rl = this.o.remoteListeners.get(lid);
@@ -434,73 +405,14 @@ export class Link {
     );
   }
 
-  private onVerdict(f: Frame): void {
-    const did = field.int(f, 1, 'delivery id');
-    const v = this.verdicts.get(did);
-    if (!v) return; // answered after the daemon stopped waiting: ignored
-    this.verdicts.delete(did);
-    const err = field.optStr(f, 3, 'error');
-    if (err !== undefined) {
-      v.reject(new Error(`remote listener in ${this.who}: ${err}`));
-      return;
-    }
-    v.resolve(f[2] === STOP ? STOP : CONTINUE);
-  }
-
-  private onMonitor(f: Frame): void {
-    const id = field.int(f, 1, 'id');
-    const pattern = field.str(f, 2, 'pattern');
-    this.allowed('listen', pattern);
-    const all = pattern === '/**' || pattern === '**';
-    const stop = this.o.bus.tap((path, m, listened) => {
-      if (all || pathMatches(pattern, path)) this.write([F.EVENT, id, path, toWire(m), listened]);
-    });
-    this.monitors.set(id, stop);
-    this.write([F.OK, id, id]);
-  }
-
-  private onUnmonitor(f: Frame): void {
-    const id = field.int(f, 1, 'id');
-    const mid = field.int(f, 2, 'monitor id');
-    this.monitors.get(mid)?.();
-    this.monitors.delete(mid);
-    this.write([F.OK, id, null]);
-  }
-
   private onEvent(f: Frame): void {
-    const mid = field.int(f, 1, 'monitor id');
+    const mid = field.uint(f, 1, 'monitor id');
     const path = field.str(f, 2, 'path');
     this.eventSinks.get(mid)?.(path, fromWire(f[3], `EVENT ${path}`), f[4] === true);
   }
 
-  private onLs(f: Frame): void {
-    const id = field.int(f, 1, 'id');
-    const under = field.optStr(f, 2, 'path');
-    const boxes = this.o.bus
-      .mailboxes()
-      .filter((b) => under === undefined || b.path === under || b.path.startsWith(`${under}/`));
-    const m = Message.from({
-      daemon: this.o.localName,
-      pid: process.pid,
-      mailbox: boxes.map((b) => ({
-        path: b.path,
-        tuples: b.tuples,
-        serial: b.serial,
-        listener: b.listeners.map((l) => ({
-          id: l.id,
-          name: l.name,
-          identity: l.identity,
-          remote: l.remote,
-          timeout: l.timeout,
-          'on-timeout': l.onTimeout,
-        })),
-      })),
-    } as MessageInit);
-    this.write([F.OK, id, toWire(m)]);
-  }
-
   private onError(f: Frame): void {
-    const id = field.int(f, 1, 'id');
+    const id = field.uint(f, 1, 'id');
     const code = field.str(f, 2, 'code');
     const text = field.str(f, 3, 'message');
     const e = new MetanetError(isErrorCode(code) ? code : 'EPROTO', `${this.peerName ?? 'peer'}: ${text}`);
@@ -513,7 +425,7 @@ export class Link {
   }
 
   private settle(f: Frame, e: Error | undefined): void {
-    const id = field.int(f, 1, 'id');
+    const id = field.uint(f, 1, 'id');
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
@@ -522,35 +434,63 @@ export class Link {
   }
 
   private error(id: number, e: unknown): void {
-    const code = isMetanetError(e) ? e.code : 'EFAIL';
-    this.write([F.ERROR, id, code, e instanceof Error ? e.message : String(e)]);
+    this.write(errorFrame(id, e));
   }
 
-  /** The stream cannot be trusted any more: say why, and close this connection only. */
+  /**
+   * The stream cannot be trusted any more (or the peer stalled): read nothing more, let the
+   * requests it made before go on and answer them, then say why (`ERROR` id 0) and close this
+   * connection only.
+   */
   private fatal(e: unknown): void {
-    this.o.log.log('warn', 'closing connection after a protocol error', { peer: this.who, error: String(e) });
-    this.error(0, e);
-    this.flush();
-    this.o.socket.end();
-    this.shutdown(e instanceof Error ? e : new Error(String(e)));
+    if (this.closing || this.closedWith) return;
+    this.stats.broken++;
+    const err = isMetanetError(e)
+      ? e
+      : new MetanetError('EPROTO', e instanceof Error ? e.message : String(e));
+    this.o.log.log('warn', 'closing connection after a protocol error', {
+      peer: this.who,
+      error: String(err),
+    });
+    this.closing = err;
+    this.intake.stop();
+    this.dropPeer(err);
+    this.o.bus.deliverQueued();
+    if (this.served.answering === 0) this.finishClosing();
+    else if (!this.closedWith) {
+      this.grace = setTimeout(() => this.finishClosing(), CLOSE_GRACE);
+      this.grace.unref();
+    }
   }
 
-  private shutdown(e: Error): void {
+  private finishClosing(): void {
+    if (this.closedWith || !this.closing) return;
+    this.error(0, this.closing);
+    this.outbox.flush();
+    this.o.socket.end();
+    this.shutdown(this.closing, true);
+  }
+
+  /** What the peer had here goes with it (served.drop), and our requests to it fail. */
+  private dropPeer(why: Error): void {
+    for (const p of this.pending.values()) p.reject(why);
+    this.pending.clear();
+    this.served.drop();
+    this.eventSinks.clear();
+  }
+
+  /** Gone: with `linger`, the socket (ended by this side) stays until the peer closes its end, up to LINGER ms, so the peer reads the last frames. */
+  private shutdown(e: Error, linger = false): void {
     if (this.closedWith) return;
     this.closedWith = isMetanetError(e) ? e : new MetanetError('EUNREACHABLE', `${this.who}: ${e.message}`);
+    if (this.grace) clearTimeout(this.grace);
+    this.intake.stop();
+    this.outbox.close();
     this.readyReject(this.closedWith);
     this.goneResolve(this.closedWith);
-    for (const p of this.pending.values()) p.reject(this.closedWith);
-    this.pending.clear();
-    // Listeners of the peer: gone with it. A dispatch waiting on one goes on as its timeout policy says.
-    for (const h of this.proxies.values()) h.remove();
-    this.proxies.clear();
-    for (const v of this.verdicts.values()) v.resolve(v.onTimeout === 'stop' ? STOP : CONTINUE);
-    this.verdicts.clear();
-    for (const stop of this.monitors.values()) stop();
-    this.monitors.clear();
-    this.eventSinks.clear();
-    if (!this.o.socket.destroyed) this.o.socket.destroy();
+    this.dropPeer(this.closedWith);
+    if (linger) setTimeout(() => this.o.socket.destroy(), LINGER).unref();
+    else if (!this.o.socket.destroyed) this.o.socket.destroy();
     this.o.onClose(this);
   }
 }

@@ -5,15 +5,28 @@ import type { Listener, ListenOptions, SendResult } from '../core/listener.js';
 import { Message } from '../core/message.js';
 import type { Address } from '../core/path.js';
 import type { RemoteAttachment, Transport } from '../core/transport.js';
+import type { Acl } from './acl.js';
 import { socketPath } from './dir.js';
-import { Link, type RemoteListener } from './link.js';
+import { CLIENT_LIMITS, type Limits } from './limits.js';
+import { type IpcStats, Link, type RemoteListener } from './link.js';
+import { routeName } from './names.js';
+import type { PeerCred } from './peercred.js';
 
 export interface SocketTransportOptions {
   /** The socket directory. */
   readonly dir: string;
   /** This process's name on the wire (its daemon name, or `<prog>-<pid>` for a client). */
   readonly name: string;
-  readonly maxFrame?: number;
+  /** What a peer that connects to this process may cost (a daemon's; default: a client's). */
+  readonly inbound?: Limits;
+  /** What a daemon this process dials may cost (default: a client's, 16 MiB frames). */
+  readonly outbound?: Limits;
+}
+
+/** A connection a daemon accepted: its access policy and the peer's kernel credentials. */
+export interface Accepted {
+  readonly acl: Acl;
+  readonly cred: PeerCred | undefined;
 }
 
 const BACKOFF_MIN = 50;
@@ -31,7 +44,11 @@ export class SocketTransport implements Transport {
   readonly listeners = new Map<number, RemoteListener>();
   private readonly retry = new Map<string, { timer: NodeJS.Timeout; delay: number }>();
   private nextLid = 1;
+  /** For a peer whose pid the kernel did not give (route names `NAME.c.N`). */
+  private nextAnon = 1;
   private closed = false;
+  /** Every link's frames and errors, counted (docs/metrics.md). */
+  readonly stats: IpcStats = { framesIn: 0, framesOut: 0, refused: 0, broken: 0, slow: 0 };
 
   constructor(
     private readonly bus: Bus,
@@ -107,6 +124,15 @@ export class SocketTransport implements Transport {
     return new Promise<Link>((resolve, reject) => {
       const sock: Socket = connect(path);
       const fail = (e: NodeJS.ErrnoException): void => {
+        if (e.code === 'EACCES' || e.code === 'EPERM') {
+          reject(
+            new MetanetError(
+              'EDENIED',
+              `permission denied: cannot open the socket of daemon "${name}" (${path}: ${e.code}); its mode or owner keeps this user out`,
+            ),
+          );
+          return;
+        }
         const why =
           e.code === 'ENOENT'
             ? 'no socket'
@@ -132,35 +158,57 @@ export class SocketTransport implements Transport {
     });
   }
 
-  /** Take a connected socket (outbound, or accepted by the daemon server) into a link. */
-  adopt(sock: Socket, extra: Pick<ConstructorParameters<typeof Link>[0], 'acl' | 'cred'> | undefined): Link {
-    const link: Link = new Link({
+  /**
+   * Take a connected socket into a link: one this process dialed (`accepted` undefined), or one
+   * its daemon accepted. An accepted peer is routed by a name this process makes (`NAME.PID`,
+   * names.ts), never by the name it says: nobody can take a name's replies, nor pose as a daemon.
+   */
+  adopt(sock: Socket, accepted: Accepted | undefined, onClose?: () => void): Link {
+    return new Link({
       bus: this.bus,
       localName: this.o.name,
       socket: sock,
       log: this.bus.log,
       remoteListeners: this.listeners,
-      maxFrame: this.o.maxFrame,
-      ...extra,
-      // inbound connections only: a second live connection may not take over a name's replies
-      nameTaken:
-        extra === undefined
-          ? undefined
-          : (n: string): string | undefined => {
-              const other = this.links.get(n);
-              return other && other !== link && !other.closed ? other.who : undefined;
-            },
-      onHello: (l) => {
-        if (l.peerName !== undefined) this.links.set(l.peerName, l);
+      stats: this.stats,
+      limits: (accepted ? this.o.inbound : this.o.outbound) ?? CLIENT_LIMITS,
+      acl: accepted?.acl,
+      cred: accepted?.cred,
+      route: accepted
+        ? (peer, l) => {
+            const pid = accepted.cred?.pid ?? 0;
+            const r = routeName(pid > 0 ? peer : `${peer}.c`, pid > 0 ? pid : this.nextAnon++, (n) =>
+              this.links.has(n),
+            );
+            this.links.set(r, l);
+            return r;
+          }
+        : (peer, l) => {
+            this.links.set(peer, l);
+            return undefined;
+          },
+      onClose: (l) => {
+        this.dropped(l, accepted !== undefined);
+        onClose?.();
       },
-      onClose: (l) => this.dropped(l),
     });
-    return link;
   }
 
-  private dropped(l: Link): void {
+  /** The connections open now (after HELLO, either direction) and the bytes queued for them. */
+  peers(): { count: number; queuedBytes: number } {
+    let count = 0;
+    let queuedBytes = 0;
+    for (const l of new Set(this.links.values()))
+      if (!l.closed) {
+        count++;
+        queuedBytes += l.queuedBytes;
+      }
+    return { count, queuedBytes };
+  }
+
+  private dropped(l: Link, inbound: boolean): void {
     for (const [k, v] of this.links) if (v === l) this.links.delete(k);
-    if (l.peerName !== undefined) this.scheduleReattach(l.peerName);
+    if (!inbound && l.peerName !== undefined) this.scheduleReattach(l.peerName);
   }
 
   /** Our listeners on a daemon that went away: reconnect with backoff and put them back. */

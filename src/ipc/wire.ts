@@ -7,7 +7,12 @@ import { Message, type Tuple, type TupleType } from '../core/message.js';
  * followed by one MessagePack array whose first element is the frame type.
  */
 export const PROTOCOL_VERSION = 1;
-export const DEFAULT_MAX_FRAME = 16 * 1024 * 1024;
+/** Largest frame payload a daemon accepts from the peers that connect to it (docs/wire-protocol.md). */
+export const DEFAULT_MAX_FRAME = 1024 * 1024;
+/** Largest frame payload a client accepts from the daemon it dialed (a big daemon's LS reply). */
+export const CLIENT_MAX_FRAME = 16 * 1024 * 1024;
+/** A frame may hold at most one MessagePack value per this many bytes of the frame limit. */
+const BYTES_PER_VALUE = 16;
 
 export const F = {
   HELLO: 0,
@@ -37,7 +42,10 @@ const TYPE_CODE: Record<TupleType, number> = {
   list: 6,
 };
 const CODE_TYPE: readonly TupleType[] = ['str', 'int', 'float', 'bool', 'bytes', 'null', 'list'];
-const MAX_DEPTH = 32;
+/** Lists in a message nest at most this deep (the message itself is depth 0). */
+export const MAX_DEPTH = 32;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false });
 
@@ -92,9 +100,17 @@ function decodeTuple(
     case 0:
       return typeof v === 'string' ? { tag, type: 'str', value: v } : undefined;
     case 1:
-      if (typeof v === 'number') return Number.isInteger(v) ? { tag, type: 'int', value: v } : undefined;
-      if (typeof v === 'bigint')
+      // msgpackr reads ints up to 32 bits as numbers and wider ones as bigints: a number outside
+      // that range (or with a fraction) was written as a float
+      if (typeof v === 'number')
+        return Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff
+          ? { tag, type: 'int', value: v }
+          : undefined;
+      if (typeof v === 'bigint') {
+        if (v < INT64_MIN || v > INT64_MAX)
+          throw proto(`${where}: tuple "${tag}" holds ${v}, outside the signed 64-bit range of an int`);
         return { tag, type: 'int', value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v };
+      }
       return undefined;
     case 2:
       if (typeof v === 'number') return { tag, type: 'float', value: v };
@@ -123,67 +139,238 @@ function proto(text: string): MetanetError {
   return new MetanetError('EPROTO', text);
 }
 
-/** One frame, length prefix included. */
+/**
+ * One frame, length prefix included. Frame-level integers beyond 32 bits are written as int64
+ * (msgpackr would write them as float64, which receivers refuse for an id).
+ */
 export function encodeFrame(frame: Frame): Buffer {
   // msgpackr leaves 4 bytes free in front of the payload for the length: no second buffer, no
   // copy. The result is a slice of msgpackr's output buffer that later packs never overwrite.
-  const out = packr.pack(frame, LENGTH_PREFIX);
+  const out = packr.pack(wideInts(frame), LENGTH_PREFIX);
   out.writeUInt32BE(out.length - 4, 0);
   return out;
 }
 const LENGTH_PREFIX = RESERVE_START_SPACE | 4;
 
-/** Decode one frame's payload (without the length prefix). */
-export function decodePayload(payload: Uint8Array): Frame {
+function wideInts(frame: Frame): Frame {
+  let copy: unknown[] | undefined;
+  for (let i = 0; i < frame.length; i++) {
+    const v = frame[i];
+    if (typeof v === 'number' && (v > 0xffffffff || v < -0x80000000) && Number.isInteger(v))
+      (copy ??= [...frame])[i] = BigInt(v);
+  }
+  return copy ?? frame;
+}
+
+/**
+ * Decode one frame's payload (without the length prefix). `maxValues` bounds the MessagePack
+ * values it may hold (checked by a walk that allocates nothing, before decoding). Frame-level
+ * integers come back as numbers whatever their encoding when they are safe integers.
+ */
+export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_INFINITY): Frame {
+  if (payload.length > maxValues) checkValues(payload, maxValues);
   let v: unknown;
   try {
     v = packr.unpack(payload);
   } catch (e) {
     throw proto(`frame is not valid MessagePack: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (!Array.isArray(v) || v.length === 0 || typeof v[0] !== 'number')
+  if (!Array.isArray(v) || v.length === 0)
+    throw proto(`a frame must be an array starting with its type, got ${kind(v)}`);
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x === 'bigint' && x >= -0x1fffffffffffffn && x <= 0x1fffffffffffffn) v[i] = Number(x);
+  }
+  if (typeof v[0] !== 'number')
     throw proto(`a frame must be an array starting with its type, got ${kind(v)}`);
   return v;
 }
 
 /**
- * Splits a byte stream into frames. Throws EPROTO for an oversized or malformed frame; after an
- * error the connection must be closed (the stream can no longer be trusted).
+ * Throws EPROTO when the MessagePack value in `b` holds more than `max` values (every array,
+ * map entry, string, number … counts one). Walks the bytes without allocating; a truncated or
+ * invalid encoding is left to the decoder to refuse.
+ */
+function checkValues(b: Uint8Array, max: number): void {
+  const n = b.length;
+  const u16 = (p: number): number => (p + 2 <= n ? (b[p]! << 8) | b[p + 1]! : n);
+  const u32 = (p: number): number =>
+    p + 4 <= n ? b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) : n;
+  let pos = 0;
+  let remaining = 1;
+  let count = 0;
+  while (remaining > 0 && pos < n) {
+    remaining--;
+    if (++count > max) throw proto(`frame holds more than ${max} MessagePack values`);
+    const t = b[pos++]!;
+    if (t <= 0x7f || t >= 0xe0) continue; // fixint
+    if (t <= 0x8f)
+      remaining += 2 * (t & 0x0f); // fixmap
+    else if (t <= 0x9f)
+      remaining += t & 0x0f; // fixarray
+    else if (t <= 0xbf)
+      pos += t & 0x1f; // fixstr
+    else
+      switch (t) {
+        case 0xc4:
+        case 0xd9:
+          pos += 1 + (pos < n ? b[pos]! : 0);
+          break;
+        case 0xc5:
+        case 0xda:
+          pos += 2 + u16(pos);
+          break;
+        case 0xc6:
+        case 0xdb:
+          pos += 4 + u32(pos);
+          break;
+        case 0xc7:
+          pos += 2 + (pos < n ? b[pos]! : 0);
+          break;
+        case 0xc8:
+          pos += 3 + u16(pos);
+          break;
+        case 0xc9:
+          pos += 5 + u32(pos);
+          break;
+        case 0xcc:
+        case 0xd0:
+          pos += 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+        case 0xd4:
+          pos += 2;
+          break;
+        case 0xd5:
+          pos += 3;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          pos += 4;
+          break;
+        case 0xd6:
+          pos += 5;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          pos += 8;
+          break;
+        case 0xd7:
+          pos += 9;
+          break;
+        case 0xd8:
+          pos += 17;
+          break;
+        case 0xdc:
+          remaining += u16(pos);
+          pos += 2;
+          break;
+        case 0xdd:
+          remaining += u32(pos);
+          pos += 4;
+          break;
+        case 0xde:
+          remaining += 2 * u16(pos);
+          pos += 2;
+          break;
+        case 0xdf:
+          remaining += 2 * u32(pos);
+          pos += 4;
+          break;
+        default: // nil, false, true (and 0xc1, which the decoder refuses)
+          break;
+      }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Splits a byte stream into frames, one at a time (`feed`, then `next` until it returns
+ * undefined), so a caller can stop between frames. An oversized or malformed frame sets `error`;
+ * the frames before it were returned, nothing after (the stream can no longer be trusted).
+ * Bytes are joined only once a whole frame is there: a large frame arriving in many reads is
+ * copied once.
  */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
-  /** Set at the first malformed frame: the frames before it were returned; nothing after. */
+  private head: Buffer = EMPTY;
+  private off = 0;
+  private tail: Buffer[] = [];
+  private tailBytes = 0;
+  private readonly maxValues: number;
   error: MetanetError | undefined;
-  constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {}
 
-  /** Feed bytes; returns the frames they complete (up to a malformed one: see `error`). */
-  push(chunk: Buffer): Frame[] {
-    if (this.error) return [];
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    const frames: Frame[] = [];
-    let off = 0;
-    try {
-      while (this.buf.length - off >= 4) {
-        const len = this.buf.readUInt32BE(off);
-        if (len > this.maxFrame)
-          throw proto(`frame of ${len} bytes exceeds the limit of ${this.maxFrame} bytes`);
-        if (len === 0) throw proto('empty frame');
-        if (this.buf.length - off - 4 < len) break;
-        frames.push(decodePayload(this.buf.subarray(off + 4, off + 4 + len)));
-        off += 4 + len;
-      }
-    } catch (e) {
-      this.error = e as MetanetError;
-      this.buf = Buffer.alloc(0);
-      return frames;
+  constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {
+    this.maxValues = Math.max(1024, Math.floor(maxFrame / BYTES_PER_VALUE));
+  }
+
+  feed(chunk: Buffer): void {
+    if (this.error || chunk.length === 0) return;
+    if (this.off === this.head.length) {
+      this.head = chunk;
+      this.off = 0;
+    } else {
+      this.tail.push(chunk);
+      this.tailBytes += chunk.length;
     }
-    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+  }
+
+  /** The next complete frame, or undefined (more bytes needed, or `error` is set). */
+  next(): Frame | undefined {
+    if (this.error || !this.has(4)) return undefined;
+    const len = this.head.readUInt32BE(this.off);
+    if (len > this.maxFrame)
+      return this.fail(proto(`frame of ${len} bytes exceeds the limit of ${this.maxFrame} bytes`));
+    if (len === 0) return this.fail(proto('empty frame'));
+    if (!this.has(4 + len)) return undefined;
+    const payload = this.head.subarray(this.off + 4, this.off + 4 + len);
+    this.off += 4 + len;
+    if (this.off === this.head.length) {
+      this.head = EMPTY;
+      this.off = 0;
+    }
+    try {
+      return decodePayload(payload, this.maxValues);
+    } catch (e) {
+      return this.fail(e as MetanetError);
+    }
+  }
+
+  /** Feed bytes and return every frame they complete (up to a malformed one: see `error`). */
+  push(chunk: Buffer): Frame[] {
+    this.feed(chunk);
+    const frames: Frame[] = [];
+    for (let f = this.next(); f !== undefined; f = this.next()) frames.push(f);
     return frames;
   }
 
   /** Bytes of an incomplete frame still waiting (a peer closing here sent a truncated frame). */
   get pending(): number {
-    return this.buf.length;
+    return this.head.length - this.off + this.tailBytes;
+  }
+
+  /** Whether `n` bytes are buffered from the current position; joins the pieces when they are. */
+  private has(n: number): boolean {
+    const have = this.head.length - this.off;
+    if (have >= n) return true;
+    if (have + this.tailBytes < n) return false;
+    this.head = Buffer.concat([this.head.subarray(this.off), ...this.tail]);
+    this.off = 0;
+    this.tail = [];
+    this.tailBytes = 0;
+    return true;
+  }
+
+  private fail(e: MetanetError): undefined {
+    this.error = e;
+    this.head = EMPTY;
+    this.off = 0;
+    this.tail = [];
+    this.tailBytes = 0;
+    return undefined;
   }
 }
 
@@ -192,6 +379,13 @@ export const field = {
   int(f: Frame, i: number, name: string): number {
     const v = f[i];
     if (typeof v !== 'number' || !Number.isInteger(v)) throw badField(f, name, 'an integer', v);
+    return v;
+  },
+  /** An integer from 0 to `max` (default 2^53 − 1). */
+  uint(f: Frame, i: number, name: string, max = Number.MAX_SAFE_INTEGER): number {
+    const v = f[i];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+      throw badField(f, name, `an integer from 0 to ${max}`, v);
     return v;
   },
   str(f: Frame, i: number, name: string): string {
@@ -219,5 +413,6 @@ export function frameName(t: unknown): string {
 }
 
 function badField(f: Frame, name: string, wanted: string, v: unknown): MetanetError {
-  return proto(`${frameName(f[0])} frame: field ${name} must be ${wanted}, got ${kind(v)}`);
+  const got = typeof v === 'number' || typeof v === 'bigint' ? String(v) : kind(v);
+  return proto(`${frameName(f[0])} frame: field ${name} must be ${wanted}, got ${got}`);
 }

@@ -1,4 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { chmodSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { attachClient } from '../../src/ipc/daemon.js';
@@ -10,7 +11,14 @@ let dir: string;
 
 /** Run the CLI to completion: exit code, stdout, stderr. */
 function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const c = runTs(CLI, ['--dir', dir, ...args]);
+  return cliAs(undefined, ...args);
+}
+/** The same as another user (root only). */
+function cliAs(
+  uid: number | undefined,
+  ...args: string[]
+): Promise<{ code: number; out: string; err: string }> {
+  const c = runTs(CLI, ['--dir', dir, ...args], uid === undefined ? {} : { uid, gid: uid });
   let out = '';
   let err = '';
   c.stdout?.on('data', (d: Buffer) => (out += d));
@@ -121,5 +129,26 @@ describe('metanet CLI against real daemons', () => {
     expect(r).toMatchObject({ code: 0, out: 'k=2\n' });
     m.kill('SIGTERM');
     await b.close(100);
+  });
+
+  it('a socket this user may not open: exit 4 and the word "denied", not "not running"', async () => {
+    const d = await startFixture('locked', dir);
+    chmodSync(`${dir}/locked.sock`, 0o600);
+    chmodSync(dir, 0o755);
+    // root opens any socket: try as nobody then; as another user the mode alone keeps us out
+    const nobody =
+      process.getuid?.() === 0
+        ? Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }))
+        : undefined;
+    if (nobody === undefined) chmodSync(`${dir}/locked.sock`, 0o000);
+    const r = await cliAs(nobody, 'send', 'locked:/count');
+    expect(r.code).toBe(4);
+    expect(r.err).toMatch(
+      /^metanet: permission denied: cannot open the socket of daemon "locked" \(.*locked\.sock: EACCES\)/,
+    );
+    expect(r.err).not.toContain('not running');
+    const ls = await cliAs(nobody, 'ls');
+    expect(ls.out).toMatch(/^locked {2}denied \(no permission to open its socket\)$/m);
+    await d.kill();
   });
 });

@@ -13,8 +13,13 @@ interface Vector {
   name: string;
   frame: unknown;
   hex: string;
+  /** "only": bytes another encoder may write; decoders must read them, encoders need not write them. */
+  decode?: 'only';
+  /** Bytes a receiver must refuse with this code (decoding the frame and its tuples). */
+  refused?: string;
 }
 const vectors = JSON.parse(readFileSync(`${ROOT}/docs/wire-vectors.json`, 'utf8')) as Vector[];
+const exact = vectors.filter((v) => !v.decode && !v.refused);
 
 /** The JSON form of the vectors: {"$int": "…"} is an int64, {"$bytes": "hex"} a bin. */
 function fromJson(v: unknown): unknown {
@@ -33,15 +38,36 @@ function norm(v: unknown): unknown {
 }
 
 describe('wire test vectors (docs/wire-vectors.json)', () => {
-  it.each(vectors.map((v) => [v.name, v] as const))('%s', (_n, v) => {
+  it.each(exact.map((v) => [v.name, v] as const))('%s', (_n, v) => {
     const frame = fromJson(v.frame) as unknown[];
     expect(encodeFrame(frame).toString('hex')).toBe(v.hex);
     const bytes = Buffer.from(v.hex, 'hex');
     expect(bytes.readUInt32BE(0)).toBe(bytes.length - 4);
-    expect(norm(decodePayload(bytes.subarray(4)))).toEqual(norm(frame));
+    const decoded = decodePayload(bytes.subarray(4));
+    expect(norm(decoded)).toEqual(norm(frame));
+    if (decoded[0] === F.SEND) expect(norm(toWire(fromWire(decoded[3])))).toEqual(norm(decoded[3]));
+  });
+  it.each(vectors.filter((v) => v.decode === 'only').map((v) => [v.name, v] as const))(
+    'decoded, whatever the width: %s',
+    (_n, v) => {
+      const bytes = Buffer.from(v.hex, 'hex');
+      expect(bytes.readUInt32BE(0)).toBe(bytes.length - 4);
+      expect(norm(decodePayload(bytes.subarray(4)))).toEqual(norm(fromJson(v.frame)));
+    },
+  );
+  it.each(vectors.filter((v) => v.refused).map((v) => [v.name, v] as const))('refused: %s', (_n, v) => {
+    const bytes = Buffer.from(v.hex, 'hex');
+    expect(bytes.readUInt32BE(0)).toBe(bytes.length - 4);
+    let err: unknown;
+    try {
+      fromWire(decodePayload(bytes.subarray(4))[3]);
+    } catch (e) {
+      err = e;
+    }
+    expect(isMetanetError(err, v.refused as 'EPROTO')).toBe(true);
   });
   it('covers every frame type', () => {
-    const types = new Set(vectors.map((v) => (v.frame as unknown[])[0]));
+    const types = new Set(exact.map((v) => (v.frame as unknown[])[0]));
     for (const t of Object.values(F)) expect(types.has(t)).toBe(true);
   });
 });
@@ -143,6 +169,30 @@ describe('frame reader', () => {
     head.writeUInt32BE(1025);
     expect(r.push(head)).toEqual([]);
     expect(r.error?.message).toMatch(/1025 bytes exceeds the limit of 1024/);
+  });
+  it('a frame holds at most one MessagePack value per 16 bytes of the limit, counted before decoding', () => {
+    const r = new FrameReader(64 * 1024); // 4096 values
+    const ok = encodeFrame([F.SEND, 1, '/a', Array.from({ length: 1000 }, () => ['t', 1, 1])]);
+    expect(r.push(ok)).toHaveLength(1); // 4 + 1000 × 4 values
+    const many = encodeFrame([F.SEND, 1, '/a', Array.from({ length: 1100 }, () => ['t', 1, 1])]);
+    expect(r.push(many)).toEqual([]);
+    expect(r.error?.message).toBe('frame holds more than 4096 MessagePack values');
+  });
+  it('a frame arriving a byte at a time is joined once, and frames come out one by one', () => {
+    const r = new FrameReader();
+    const bytes = Buffer.concat([encodeFrame([F.OK, 1, 'x'.repeat(5000)]), encodeFrame([F.OK, 2, null])]);
+    const got: unknown[][] = [];
+    for (let i = 0; i < bytes.length; i++) {
+      r.feed(bytes.subarray(i, i + 1));
+      for (let f = r.next(); f !== undefined; f = r.next()) got.push(f as unknown[]);
+    }
+    expect(got.map((f) => f[1])).toEqual([1, 2]);
+    expect(r.pending).toBe(0);
+  });
+  it('frame-level ints: beyond 32 bits written as int64; read back as numbers whatever their width', () => {
+    const b = encodeFrame([F.OK, 2 ** 40, null]);
+    expect(b.subarray(4).toString('hex')).toBe('9307d30000010000000000c0');
+    expect(decodePayload(b.subarray(4))).toEqual([F.OK, 2 ** 40, null]);
   });
   it('fuzz: arbitrary bytes either decode or throw EPROTO, never anything else', () => {
     fc.assert(

@@ -5,7 +5,13 @@ import { checkPath } from '../../core/path.js';
 
 export { handedOver, resultFromFrame } from '../frames.js';
 
-import { positionFromWire, positionToWire, resultToFrame } from '../frames.js';
+import {
+  onTimeoutFromWire,
+  positionFromWire,
+  positionToWire,
+  resultToFrame,
+  timeoutFromWire,
+} from '../frames.js';
 import { decodePayload, encodeFrame, F, type Frame, field, frameName, fromWire, toWire } from '../wire.js';
 
 /**
@@ -77,15 +83,14 @@ export function parseListen(f: Frame): ListenFrame {
   const subject = field.str(f, 9, 'deliver subject');
   if (subject.length === 0 || /[\s*>]/.test(subject))
     throw new MetanetError('EPROTO', `LISTEN frame: bad deliver subject ${JSON.stringify(subject)}`);
-  const timeout = field.int(f, 6, 'timeout');
-  if (timeout < 0) throw new MetanetError('EPROTO', 'LISTEN frame: timeout must not be negative');
+  const timeout = timeoutFromWire(f, 6);
   return {
     path,
     lid: field.int(f, 3, 'lid'),
     identity: fromWire(f[4], 'LISTEN identity'),
     position: positionFromWire(f[5]),
     timeout,
-    onTimeout: f[7] === 'stop' ? 'stop' : 'continue',
+    onTimeout: onTimeoutFromWire(f[7]),
     name: field.optStr(f, 8, 'name') ?? 'remote',
     subject,
     origin: field.optStr(f, 10, 'origin') ?? 'nats',

@@ -23,6 +23,7 @@ import type { Address } from '../../core/path.js';
 import type { RemoteAttachment, Transport } from '../../core/transport.js';
 import { RELAY, REPLY_PREFIX, relayTarget } from '../frames.js';
 import { REMOTE_TIMEOUT } from '../link.js';
+import { listenFor } from '../proxies.js';
 import { F, type Frame } from '../wire.js';
 import {
   deliverFrame,
@@ -344,7 +345,7 @@ export class NatsTransport implements Transport {
       const proxy = (m: Message): Promise<ListenerResult> =>
         this.deliver(l.subject, l.lid, l.path, m, timeout, onTimeout);
       Object.defineProperty(proxy, 'name', { value: l.name });
-      const h = this.bus.listen(l.path, proxy, {
+      const h = listenFor(this.bus, l.path, proxy, {
         identity: l.identity,
         position: l.position,
         timeout,

@@ -1,0 +1,130 @@
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { MetanetError } from '../core/errors.js';
+import type { Limits } from './limits.js';
+import { type Frame, FrameReader } from './wire.js';
+
+/** What the intake hands frames to (the link). */
+export interface IntakeSink {
+  /** Whether frames are still wanted (false once the connection is closing). */
+  readonly open: boolean;
+  /** Whether the peer's HELLO has been read. */
+  readonly greeted: boolean;
+  /** One frame. */
+  frame(f: Frame): void;
+  /** The end of a turn of frames: what they queued may run now. */
+  turnEnd(): void;
+  /** The stream broke at a malformed frame; nothing after it will be read. */
+  broken(e: MetanetError): void;
+  /** The peer did not send HELLO, or finish a frame it started, within the handshake timeout. */
+  stalled(e: MetanetError): void;
+}
+
+/**
+ * The reading side of one connection: bytes into frames, frames to the link, with bounded work
+ * per turn of the event loop. A read holding thousands of frames is handled `turnBudget` ms at a
+ * time: the socket is paused and the rest waits for the next turn, so every other connection is
+ * served in between and one peer cannot starve the others. A peer that does not send its HELLO,
+ * or stops in the middle of a frame, for `handshakeTimeout` ms is reported as stalled.
+ */
+export class Intake {
+  private readonly reader: FrameReader;
+  /** Since when we wait for the peer: its HELLO, or the rest of a frame it started. */
+  private waitingSince: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private deferred = false;
+  private stopped = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly limits: Limits,
+    private readonly sink: IntakeSink,
+  ) {
+    this.reader = new FrameReader(limits.maxFrame);
+    this.waitingSince = performance.now();
+    this.arm(limits.handshakeTimeout);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.stopped) return; // closing: read and drop
+      this.reader.feed(chunk);
+      if (!this.deferred) this.pump();
+    });
+  }
+
+  /** Stop: no frame is handed over any more; bytes still coming are read and dropped. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.waitingSince = undefined;
+  }
+
+  private pump(): void {
+    const start = performance.now();
+    const sink = this.sink;
+    let frames = 0;
+    while (!this.stopped && sink.open) {
+      const f = this.reader.next();
+      if (f === undefined) break;
+      frames++;
+      sink.frame(f);
+      if (performance.now() - start >= this.limits.turnBudget && this.reader.pending > 0) {
+        // the rest of this read waits for the next turn; meanwhile read nothing more from this peer
+        this.deferred = true;
+        this.socket.pause();
+        setImmediate(this.resume);
+        sink.turnEnd();
+        return;
+      }
+    }
+    sink.turnEnd();
+    if (this.stopped || !sink.open) return;
+    if (this.reader.error) {
+      this.stop();
+      sink.broken(this.reader.error);
+      return;
+    }
+    if (!sink.greeted) return; // still waiting since the connection opened
+    if (this.reader.pending === 0) this.waitingSince = undefined;
+    else if (frames > 0 || this.waitingSince === undefined) {
+      // a new frame started in this read: its time runs from now
+      this.waitingSince = performance.now();
+      this.arm(this.limits.handshakeTimeout);
+    }
+  }
+
+  private readonly resume = (): void => {
+    this.deferred = false;
+    if (this.stopped || !this.sink.open) return;
+    this.socket.resume();
+    this.pump();
+  };
+
+  private arm(ms: number): void {
+    if (this.timer !== undefined || this.stopped) return;
+    this.timer = setTimeout(this.expired, ms);
+    this.timer.unref();
+  }
+
+  /** The timer ran out: decide after this turn's reads (data that did come is read first). */
+  private readonly expired = (): void => {
+    this.timer = undefined;
+    setImmediate(() => {
+      if (this.stopped || this.waitingSince === undefined || !this.sink.open) return;
+      const waited = performance.now() - this.waitingSince;
+      const limit = this.limits.handshakeTimeout;
+      if (this.deferred || waited < limit) {
+        this.arm(this.deferred ? limit : limit - waited);
+        return;
+      }
+      this.stop();
+      this.sink.stalled(
+        new MetanetError(
+          'ETIMEDOUT',
+          this.sink.greeted
+            ? `a frame started ${Math.round(waited)} ms ago is still incomplete (${this.reader.pending} bytes; the limit is ${limit} ms)`
+            : `no HELLO within ${limit} ms of connecting`,
+        ),
+      );
+    });
+  };
+}
