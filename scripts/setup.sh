@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(nftables conntrack iproute2 udhcpc busybox isc-dhcp-client dnsmasq kea-admin kea-dhcp4-server
   slapd ldap-utils nats-server dovecot-imapd dovecot-pop3d postfix chromium python3-msgpack swaks bind9-dnsutils iperf3)
-PKGS+=(freeradius freeradius-utils)
+PKGS+=(freeradius freeradius-utils nmap)
 
 missing=()
 for p in "${PKGS[@]}"; do

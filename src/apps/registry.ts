@@ -12,6 +12,7 @@ export const APPS: Readonly<Record<string, () => Promise<App>>> = {
   portal: async () => (await import('./portal/app.js')).portalApp,
   radius: async () => (await import('./radius/app.js')).radiusApp,
   mailproxy: async () => (await import('./mailproxy/app.js')).mailProxyApp,
+  extrusion: async () => (await import('./extrusion/app.js')).extrusionApp,
 };
 
 export const APP_NAMES: readonly string[] = Object.keys(APPS);
