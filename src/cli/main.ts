@@ -55,6 +55,8 @@ function connect(): { bus: Bus; transport: SocketTransport } {
 
 async function done(code: number = EXIT.ok): Promise<never> {
   await client?.bus.close(100);
+  // Exiting with output still queued for a pipe would cut it (a big --json reply): drain first.
+  if (process.stdout.writableLength > 0) await new Promise((r) => process.stdout.once('drain', r));
   process.exit(code);
 }
 
