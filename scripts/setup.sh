@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(nftables conntrack iproute2 udhcpc busybox isc-dhcp-client dnsmasq kea-admin kea-dhcp4-server
-  slapd ldap-utils nats-server dovecot-imapd dovecot-pop3d postfix chromium python3-msgpack swaks bind9-dnsutils iperf3)
-PKGS+=(freeradius freeradius-utils nmap)
+  slapd ldap-utils nats-server dovecot-imapd dovecot-pop3d postfix chromium python3-msgpack swaks bind9-dnsutils iperf3 prometheus nmap)
+PKGS+=(freeradius freeradius-utils)
 
 missing=()
 for p in "${PKGS[@]}"; do

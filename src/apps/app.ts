@@ -104,8 +104,11 @@ export interface GatewayFacts {
   readonly commandPrefix: readonly string[];
   /** Names of the apps this config runs. */
   readonly enabled: ReadonlySet<string>;
-  /** The portal's address and port when the portal runs (for DHCP option 114, the firewall). */
-  readonly portal: { readonly address: string; readonly port: number } | undefined;
+  /**
+   * The portal's address and port when the portal runs (for DHCP option 114, the firewall);
+   * `api`: its RFC 8908 API URI (https when the portal has `https`), what option 114 carries.
+   */
+  readonly portal: { readonly address: string; readonly port: number; readonly api?: string } | undefined;
 }
 
 /** One bad field of a config. */

@@ -1,6 +1,6 @@
 import type { Bus } from '../../core/bus.js';
 import type { Logger } from '../../core/log.js';
-import { type App, type GatewayFacts, parseWith } from '../app.js';
+import { type App, type GatewayFacts, type MetricFamily, parseWith } from '../app.js';
 import { type DnsConfig, DnsConfigSchema, dnsSection, upstreamServers } from './config.js';
 import { Forwarder } from './forwarder.js';
 import { listen } from './server.js';
@@ -80,6 +80,80 @@ export const dnsApp: App<DnsConfig> = {
       }),
       close: () => dns.close(),
       readyNote: String(dns.addresses[0]?.port ?? config.port),
+      metrics: () => dnsMetrics(dns),
     };
   },
 };
+
+/** The forwarder's metric families (docs/metrics.md): its counters (`/dns/stats`), read at scrape time. */
+export function dnsMetrics(dns: DnsForwarder): MetricFamily[] {
+  const f = dns.forwarder;
+  const counter = (name: string, help: string, read: () => number): MetricFamily => ({
+    name,
+    help,
+    type: 'counter',
+    collect: read,
+  });
+  const gauge = (name: string, help: string, read: () => number): MetricFamily => ({
+    name,
+    help,
+    type: 'gauge',
+    collect: read,
+  });
+  const c = f.counters;
+  return [
+    counter(
+      'metanet_dns_queries_total',
+      'Client queries taken in (UDP and TCP; not malformed, not dropped).',
+      () => c.queries,
+    ),
+    counter('metanet_dns_cache_hits_total', 'Queries answered from the cache.', () => c.hits),
+    counter(
+      'metanet_dns_cache_misses_total',
+      'Queries the cache could not answer (sent upstream or joined one in flight).',
+      () => c.misses,
+    ),
+    counter(
+      'metanet_dns_upstream_queries_total',
+      'Queries sent to the upstream servers (retries over TCP included).',
+      () => f.stats().upstream ?? 0,
+    ),
+    counter(
+      'metanet_dns_upstream_failures_total',
+      'Resolutions no upstream server answered in time (the client got SERVFAIL).',
+      () => c.upstreamFailures,
+    ),
+    counter(
+      'metanet_dns_servfail_responses_total',
+      'Answers sent with SERVFAIL, whatever the cause.',
+      () => c.servfail,
+    ),
+    counter(
+      'metanet_dns_malformed_queries_total',
+      'Datagrams and TCP frames that were not a usable query.',
+      () => c.malformed,
+    ),
+    counter(
+      'metanet_dns_dropped_queries_total',
+      'Queries dropped because maxInflight queries were being resolved.',
+      () => c.dropped,
+    ),
+    counter(
+      'metanet_dns_hooked_queries_total',
+      'Queries that went through a /dns/query hook (a listener besides the stock one).',
+      () => c.hooked,
+    ),
+    counter(
+      'metanet_dns_hook_answers_total',
+      'Queries a hook answered, refused or rewrote itself.',
+      () => c.hookAnswers,
+    ),
+    gauge('metanet_dns_cache_entries', 'Answers held in the cache.', () => f.cache.size),
+    gauge(
+      'metanet_dns_inflight_queries',
+      'Client queries being resolved now.',
+      () => f.stats().inflight ?? 0,
+    ),
+    gauge('metanet_dns_tcp_clients', 'TCP client connections open now.', () => dns.tcpClients()),
+  ];
+}

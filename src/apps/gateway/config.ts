@@ -11,6 +11,7 @@ import {
   zodProblems,
 } from '../app.js';
 import { readConfigFile } from '../configfile.js';
+import { portalUrls } from '../portal/config.js';
 import { APP_NAMES, APPS } from '../registry.js';
 
 /**
@@ -43,6 +44,21 @@ const networkSchema = z.strictObject({
   captive: z.boolean().optional(),
 });
 
+/** `metrics`: where `metanet up` serves /metrics (docs/metrics.md); the address rule is checked below. */
+const metricsSchema = z.strictObject({
+  listen: z
+    .string()
+    .regex(/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/, 'not address:port (like 127.0.0.1:9100)')
+    .superRefine((s, ctx) => {
+      const [a, p] = s.split(':') as [string, string];
+      if (!isIPv4(a)) ctx.addIssue({ code: 'custom', message: `${a} is not an IPv4 address` });
+      if (Number(p) < 1 || Number(p) > 65535)
+        ctx.addIssue({ code: 'custom', message: `port ${p} is not 1..65535` });
+    }),
+  /** Also accept the router's address on a guest (captive) network. */
+  allowGuest: z.boolean().default(false),
+});
+
 /** What `enabled` and `process` mean for every app section. */
 const common = {
   enabled: z.boolean().default(true),
@@ -59,6 +75,7 @@ const topSchema = z.strictObject({
   socketDir: z.string().min(1).optional(),
   commandPrefix: z.array(z.string().min(1)).default([]),
   apps: z.record(z.string(), z.unknown()).default({}),
+  metrics: metricsSchema.optional(),
 });
 
 export interface HostedApp {
@@ -77,6 +94,20 @@ export interface GatewayConfig {
   readonly socketDir: string | undefined;
   /** Enabled apps in start order. */
   readonly apps: readonly HostedApp[];
+  /** Where /metrics is served (docs/metrics.md); undefined: no metrics endpoint. */
+  readonly metrics: MetricsAt | undefined;
+}
+
+/** Where /metrics is served, and whom it refuses. */
+export interface MetricsAt {
+  readonly address: string;
+  readonly port: number;
+  /**
+   * Subnets whose hosts are refused a connection: the guest and captive networks (unless
+   * `allowGuest`). The router answers on its LAN address from any interface, and a logged-in
+   * guest may reach the router: the address alone does not keep guests out.
+   */
+  readonly deny: readonly string[];
 }
 
 /** Read, validate and derive a gateway config file. */
@@ -132,6 +163,7 @@ export async function loadGateway(raw: unknown, file: string): Promise<GatewayCo
   if (Object.keys(c.networks).length > 0 && served.length === 0)
     bad('networks', 'no lan or guest network: nothing to serve');
   if (Object.keys(c.networks).length === 0) bad('networks', 'declare at least one lan or guest network');
+  const metrics = c.metrics && metricsAt(c.metrics, networks, bad);
 
   // Sections: known app names only; each validated against the app's own schema.
   const sections = new Map<
@@ -175,6 +207,13 @@ export async function loadGateway(raw: unknown, file: string): Promise<GatewayCo
         ? {
             address: captive[0].address!,
             port: typeof portalSection.port === 'number' ? portalSection.port : 8080,
+            // Validated by the portal's section schema above.
+            api: portalUrls({
+              address: captive[0].address!,
+              port: typeof portalSection.port === 'number' ? portalSection.port : 8080,
+              portalHost: portalSection.portalHost as string | undefined,
+              https: portalSection.https as { port: number } | undefined,
+            }).api,
           }
         : undefined,
   };
@@ -195,7 +234,47 @@ export async function loadGateway(raw: unknown, file: string): Promise<GatewayCo
     }
   }
   if (problems.length) throw new ConfigError(problems, file);
-  return { file, facts, socketDir: c.socketDir, apps };
+  return { file, facts, socketDir: c.socketDir, apps, metrics };
+}
+
+/**
+ * The metrics address rule: loopback, or the router's address on a (non-captive) lan network; on
+ * a guest or captive network only with `allowGuest`; never the WAN nor 0.0.0.0 (which is every
+ * network, the guests' and the WAN included).
+ */
+function metricsAt(
+  m: z.output<typeof metricsSchema>,
+  networks: readonly Network[],
+  bad: (path: string, message: string) => void,
+): MetricsAt | undefined {
+  const [address, port] = m.listen.split(':') as [string, string];
+  const deny = m.allowGuest
+    ? []
+    : networks.flatMap((n) =>
+        n.role !== 'wan' && (n.role === 'guest' || n.captive) && n.subnet ? [n.subnet] : [],
+      );
+  const out = { address, port: Number(port), deny };
+  if (address.startsWith('127.')) return out;
+  const n = networks.find((x) => x.address === address);
+  const rule = "metrics are served on loopback (127.0.0.1) or the router's address on a lan network";
+  if (!n) {
+    bad(
+      'metrics.listen',
+      address === '0.0.0.0'
+        ? `0.0.0.0 would serve every network, the guests' and the WAN included: ${rule}`
+        : `${address} is not the router's address on any network: ${rule}`,
+    );
+    return undefined;
+  }
+  if (n.role === 'lan' && !n.captive) return out;
+  if (n.role !== 'wan' && m.allowGuest) return out;
+  bad(
+    'metrics.listen',
+    n.role === 'wan'
+      ? `${address} is on networks.${n.name}, the WAN: ${rule}`
+      : `${address} is the router's address on networks.${n.name}, a ${n.captive ? 'captive' : n.role} network that guests reach: ${rule} (set metrics.allowGuest: true to serve it there anyway)`,
+  );
+  return undefined;
 }
 
 function cidrOf(address: string, prefix: number): Cidr {

@@ -4,13 +4,22 @@ import { MetanetError } from '../../core/errors.js';
 import { STOP } from '../../core/listener.js';
 import type { Logger } from '../../core/log.js';
 import { type Daemon, serveDaemon } from '../../ipc/daemon.js';
-import type { AppHandle } from '../app.js';
+import type { AppHandle, MetricFamily, MetricSample } from '../app.js';
 import { AppChild, type ChildEvent } from './child.js';
-import { type GatewayConfig, type HostedApp, loadGatewayFile } from './config.js';
+import { type GatewayConfig, type HostedApp, loadGatewayFile, type MetricsAt } from './config.js';
+import type { GatewayMetrics, MetricsServer } from './metrics.js';
 
 /** One running app: in this process (its own bus and socket) or in a supervised child. */
 type Running =
-  | { kind: 'shared'; hosted: HostedApp; bus: Bus; handle: AppHandle; daemon: Daemon }
+  | {
+      kind: 'shared';
+      hosted: HostedApp;
+      bus: Bus;
+      handle: AppHandle;
+      daemon: Daemon;
+      /** Its metric families, asked of it once (the first time metrics are served). */
+      families?: readonly MetricFamily[];
+    }
   | { kind: 'own'; hosted: HostedApp; child: AppChild };
 
 export interface ReloadResult {
@@ -26,11 +35,33 @@ export interface Gateway {
   apps(): string[];
   /** Read the config file again and apply what changed (a bad file is refused: ECONFIG, nothing changes). */
   reload(): Promise<ReloadResult>;
+  /** The port /metrics is served on (undefined: no metrics endpoint). */
+  readonly metricsPort: number | undefined;
   /** Stop every app (reverse order), state on disk first, then the gateway's own socket. */
   close(): Promise<void>;
 }
 
 const GW = '/gateway';
+
+/**
+ * Families for an app that has no `metrics` hook of its own yet, from its `status()` figures.
+ * PORTAL: its own metrics (guests online, logins, logouts by reason, bytes each way, redirects)
+ * are for a later pass in src/apps/portal/app.ts (`AppHandle.metrics`); until then, guests online
+ * only. This entry is unused as soon as the portal has the hook: then remove it.
+ */
+const INTERIM: Readonly<Record<string, (h: AppHandle) => MetricFamily[]>> = {
+  portal: (h) => [
+    {
+      name: 'metanet_portal_guests_online',
+      help: 'Guests with a live portal session.',
+      type: 'gauge',
+      collect: () => {
+        const n = h.status().sessions;
+        return typeof n === 'number' ? n : [];
+      },
+    },
+  ],
+};
 
 /**
  * `metanet up`: host the config's apps. Each shared app gets its own bus named after it, served on
@@ -44,6 +75,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
   let current = config;
   const running = new Map<string, Running>();
   const bus = new Bus({ name: 'gateway', logger: log });
+  /** The /metrics endpoint, when the config has `metrics` (prom-client is loaded only then). */
+  let metrics: { registry: GatewayMetrics; server: MetricsServer; at: MetricsAt } | undefined;
 
   const childExit = (e: ChildEvent): void => {
     bus.post(`${GW}/app/exit`, {
@@ -68,7 +101,9 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
       // The socket first: an app reaches other daemons (the portal follows dhcpd) through it.
       daemon = await serveDaemon(appBus, { dir: socketDir, signals: false });
       const handle = await h.app.start(appBus, h.config, { dir: socketDir, log: appBus.log });
-      return { kind: 'shared', hosted: h, bus: appBus, handle, daemon };
+      const r: Running = { kind: 'shared', hosted: h, bus: appBus, handle, daemon };
+      if (metrics) addAppMetrics(metrics.registry, r);
+      return r;
     } catch (e) {
       if (daemon) await Promise.all([daemon.close(), daemon.transport.close()]);
       await appBus.close(100);
@@ -81,6 +116,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
   }
 
   async function stop(r: Running): Promise<void> {
+    metrics?.registry.remove(r.hosted.name);
     if (r.kind === 'own') return r.child.stop();
     await r.handle
       .close()
@@ -99,12 +135,129 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
     }
   }
 
+  /** Ask a shared app for its families (once) and register them; a failure costs its metrics only. */
+  function addAppMetrics(registry: GatewayMetrics, r: Running & { kind: 'shared' }): void {
+    try {
+      r.families ??= r.handle.metrics?.() ?? INTERIM[r.hosted.name]?.(r.handle) ?? [];
+      registry.add(r.hosted.name, r.families);
+    } catch (e) {
+      registry.remove(r.hosted.name);
+      log.log('error', 'metrics: cannot register the metrics of an app', { app: r.hosted.name, error: e });
+    }
+  }
+
+  /** The gateway's own families: each daemon's IPC, the apps' processes (docs/metrics.md). */
+  const gatewayFamilies = (): MetricFamily[] => {
+    const daemons = (): { name: string; daemon: Daemon }[] => [
+      { name: 'gateway', daemon },
+      ...[...running.values()].flatMap((r) =>
+        r.kind === 'shared' ? [{ name: r.hosted.name, daemon: r.daemon }] : [],
+      ),
+    ];
+    const perDaemon = (read: (d: Daemon) => number) => (): MetricSample[] =>
+      daemons().map((d) => ({ labels: { daemon: d.name }, value: read(d.daemon) }));
+    const stats = (d: Daemon) => d.transport.stats;
+    return [
+      {
+        name: 'metanet_gateway_app_up',
+        help: 'An app the gateway runs: 1 while it runs (an own-process app: while its child is alive), else 0.',
+        type: 'gauge',
+        labels: ['app', 'process'],
+        collect: () =>
+          [...running.values()].map((r) => ({
+            labels: { app: r.hosted.name, process: r.kind },
+            value: r.kind === 'shared' || r.child.pid !== undefined ? 1 : 0,
+          })),
+      },
+      {
+        name: 'metanet_gateway_app_restarts_total',
+        help: 'Restarts of an app in its own process after it exited (since its last start by the gateway).',
+        type: 'counter',
+        labels: ['app'],
+        collect: () =>
+          [...running.values()].flatMap((r) =>
+            r.kind === 'own' ? [{ labels: { app: r.hosted.name }, value: r.child.restarts }] : [],
+          ),
+      },
+      {
+        name: 'metanet_ipc_frames_received_total',
+        help: "Wire-protocol frames read from the daemon's connections (docs/wire-protocol.md).",
+        type: 'counter',
+        labels: ['daemon'],
+        collect: perDaemon((d) => stats(d).framesIn),
+      },
+      {
+        name: 'metanet_ipc_frames_sent_total',
+        help: "Wire-protocol frames queued to the daemon's connections.",
+        type: 'counter',
+        labels: ['daemon'],
+        collect: perDaemon((d) => stats(d).framesOut),
+      },
+      {
+        name: 'metanet_ipc_errors_total',
+        help:
+          'IPC errors: refused = a request answered with an ERROR (the connection stays); protocol = a ' +
+          'connection closed after a protocol error or a stalled peer; slow_peer = a peer cut for not reading.',
+        type: 'counter',
+        labels: ['daemon', 'kind'],
+        collect: () =>
+          daemons().flatMap((d) => {
+            const s = stats(d.daemon);
+            return [
+              { labels: { daemon: d.name, kind: 'refused' }, value: s.refused },
+              { labels: { daemon: d.name, kind: 'protocol' }, value: s.broken },
+              { labels: { daemon: d.name, kind: 'slow_peer' }, value: s.slow },
+            ];
+          }),
+      },
+      {
+        name: 'metanet_ipc_peers',
+        help: 'Connections open now (processes and daemons connected, either direction).',
+        type: 'gauge',
+        labels: ['daemon'],
+        collect: perDaemon((d) => d.transport.peers().count),
+      },
+      {
+        name: 'metanet_ipc_queued_bytes',
+        help: "Bytes written to the daemon's connections and not yet taken by the kernel.",
+        type: 'gauge',
+        labels: ['daemon'],
+        collect: perDaemon((d) => d.transport.peers().queuedBytes),
+      },
+    ];
+  };
+
+  /** Start serving /metrics at `at`: the registry, the gateway's families and every running app's. */
+  async function openMetrics(at: MetricsAt): Promise<typeof metrics> {
+    const { GatewayMetrics, serveMetrics } = await import('./metrics.js');
+    const registry = await GatewayMetrics.create(log);
+    registry.add('gateway', gatewayFamilies());
+    for (const r of running.values()) if (r.kind === 'shared') addAppMetrics(registry, r);
+    return { registry, server: await serveMetrics(registry, at, log), at };
+  }
+
+  /** Apply a reloaded `metrics`: a new endpoint opens before the old one closes (one that cannot listen refuses the reload, nothing changed). */
+  async function changeMetrics(at: MetricsAt | undefined): Promise<void> {
+    const was = metrics;
+    if (JSON.stringify(at) === JSON.stringify(was?.at)) return;
+    if (at && was && at.address === was.at.address && at.port === was.at.port) {
+      was.server.deny(at.deny); // allowGuest changed: same socket
+      metrics = { ...was, at };
+    } else {
+      metrics = at ? await openMetrics(at) : undefined;
+      await was?.server.close();
+    }
+    log.log('info', 'metrics endpoint changed', { metrics: at ? `${at.address}:${at.port}` : 'none' });
+  }
+
   mkdirSync(config.facts.stateDir, { recursive: true, mode: 0o700 });
   const daemon = await serveDaemon(bus, { dir: socketDir, signals: false });
   try {
+    if (config.metrics) metrics = await openMetrics(config.metrics);
     for (const h of config.apps) running.set(h.name, await start(h, config.file));
   } catch (e) {
     await stopAll();
+    await metrics?.server.close();
     await Promise.all([daemon.close(), daemon.transport.close()]);
     await bus.close(100);
     throw e;
@@ -113,6 +266,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
   let reloading: Promise<ReloadResult> | undefined;
   async function reload(): Promise<ReloadResult> {
     const next = await loadGatewayFile(current.file); // a bad file throws here: nothing changes
+    await changeMetrics(next.metrics);
     const same = (a: HostedApp, b: HostedApp): boolean =>
       a.process === b.process && JSON.stringify(a.config) === JSON.stringify(b.config);
     const want = new Map(next.apps.map((h) => [h.name, h]));
@@ -183,9 +337,14 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
     },
     apps: () => [...running.keys()],
     reload: reloadOnce,
+    get metricsPort() {
+      return metrics?.server.port;
+    },
     async close() {
       await reloading?.catch(() => {});
       await stopAll();
+      await metrics?.server.close();
+      metrics = undefined;
       await Promise.all([daemon.close(), daemon.transport.close()]);
       await bus.close(100);
     },

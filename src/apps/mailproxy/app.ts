@@ -1,7 +1,9 @@
 import { z } from 'zod';
+import type { Bus } from '../../core/bus.js';
+import type { Message } from '../../core/message.js';
 import type { FirewallService } from '../../services/firewall/index.js';
 import { installFirewallService } from '../../services/firewall/index.js';
-import type { App, GatewayFacts } from '../app.js';
+import type { App, GatewayFacts, MetricFamily } from '../app.js';
 import { checkConfig, type MailProxyConfig } from './config.js';
 import { startMailProxy } from './proxy.js';
 import { nftLoad, redirectRuleset } from './ruleset.js';
@@ -78,6 +80,65 @@ export const mailProxyApp: App<MailProxyConfig> = {
         await proxy.close();
         await fw?.close();
       },
+      metrics: () => mailProxyMetrics(bus, name, firewall !== false),
     };
   },
 };
+
+/**
+ * The mail proxy's metric families (docs/metrics.md): its `<name>/stats` figures, asked once per
+ * scrape on its own bus (the families of one scrape share the answer).
+ */
+export function mailProxyMetrics(bus: Bus, name: string, opensSmtp: boolean): MetricFamily[] {
+  let last: { at: number; stats: Promise<Message> } | undefined;
+  const stats = (): Promise<Message> => {
+    const now = Date.now();
+    if (!last || now - last.at > 1000)
+      last = { at: now, stats: bus.request(`${name}/stats`, {}, { timeout: 2000 }) };
+    return last.stats;
+  };
+  const family = (
+    type: 'counter' | 'gauge',
+    metric: string,
+    help: string,
+    read: (m: Message) => number,
+  ): MetricFamily => ({ name: metric, help, type, collect: async () => read(await stats()) });
+  return [
+    family(
+      'counter',
+      'metanet_mailproxy_connections_total',
+      'POP3/IMAP connections redirected to the proxy.',
+      (m) => m.int('connections'),
+    ),
+    family('gauge', 'metanet_mailproxy_connections_active', 'Connections being relayed now.', (m) =>
+      m.int('active'),
+    ),
+    family('counter', 'metanet_mailproxy_logins_total', 'Successful mail logins seen (POP3 and IMAP).', (m) =>
+      m.int('logins'),
+    ),
+    family(
+      'counter',
+      'metanet_mailproxy_smtp_openings_total',
+      "SMTP openings asked of the portal's firewall (one per login seen; failures are in metanet_mailproxy_errors_total).",
+      (m) => (opensSmtp ? m.int('logins') : 0),
+    ),
+    family(
+      'gauge',
+      'metanet_mailproxy_smtp_open_last_seconds',
+      "Time from the last login seen to the firewall's answer to its SMTP opening.",
+      (m) => m.float('openMs') / 1000,
+    ),
+    family(
+      'counter',
+      'metanet_mailproxy_starttls_total',
+      'Connections that switched to TLS (nothing more seen).',
+      (m) => m.int('starttls'),
+    ),
+    family(
+      'counter',
+      'metanet_mailproxy_errors_total',
+      'Errors posted on /mailproxy/error (connections not redirected, servers unreachable, failed SMTP openings, lines too long).',
+      (m) => m.int('errors'),
+    ),
+  ];
+}
