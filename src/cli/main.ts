@@ -11,6 +11,7 @@ import { attachClient, serveDaemon } from '../ipc/daemon.js';
 import { socketDir } from '../ipc/dir.js';
 import type { SocketTransport } from '../ipc/transport.js';
 import { lsText, messageJson, resultJson, resultText } from './output.js';
+import { registerPortalCommands } from './portal.js';
 import { parseTuples } from './tuples.js';
 
 /** Exit codes (docs/cli.md). */
@@ -362,5 +363,7 @@ function signalled(): Promise<void> {
     process.once('SIGTERM', () => r());
   });
 }
+
+registerPortalCommands(program, { bus: () => connect().bus, run, out, json: () => globals().json === true });
 
 await program.parseAsync(process.argv);

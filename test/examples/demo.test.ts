@@ -16,5 +16,5 @@ it('npm run demo: the portal daemon answers its own requests and shows the messa
   expect(out).toMatch(/<- 307 http:\/\/127\.0\.0\.1:\d+\/\?url=http%3A%2F%2Fexample\.org%2Fnews%3Fid%3D1/);
   expect(out).toMatch(/<- 200 text\/html/);
   expect(out).toContain(`daemon socket: ${dir}/portal.sock`);
-  expect(out).toMatch(/another process sees: 2 mailboxes under \/captive/);
+  expect(out).toMatch(/another process sees: 3 mailboxes under \/captive/);
 }, 30000);

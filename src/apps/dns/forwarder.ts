@@ -73,6 +73,15 @@ export interface ForwarderOptions {
 
 const EMPTY: readonly Answer[] = [];
 
+/** The A and AAAA records of an answer as /dns/answer's `address` lists; undefined when none. */
+function addressesOf(answers: readonly Answer[]): { ip: string; ttl: number }[] | undefined {
+  let out: { ip: string; ttl: number }[] | undefined;
+  for (const a of answers)
+    if ((a.type === 'A' || a.type === 'AAAA') && typeof a.data === 'string')
+      (out ??= []).push({ ip: a.data, ttl: a.ttl ?? 0 });
+  return out;
+}
+
 function outcome(rcode: number, source: Source, answers: readonly Answer[] = EMPTY): Resolution {
   return { rcode, answers, authorities: EMPTY, additionals: EMPTY, source };
 }
@@ -339,6 +348,7 @@ export class Forwarder {
       source: r.source,
       ms: typed.float(Math.round((performance.now() - t0) * 1000) / 1000),
       rewrite: r.rewrite,
+      address: addressesOf(r.answers),
     });
   }
 

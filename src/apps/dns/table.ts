@@ -106,8 +106,25 @@ export const ANSWER: MailboxSpec = {
     },
     { tag: 'ms', type: 'float', doc: 'time from the query read to the answer written, milliseconds' },
     { tag: 'rewrite', type: 'str', required: false, doc: 'the name a listener rewrote the query to' },
+    {
+      tag: 'address',
+      type: 'list',
+      repeated: true,
+      required: false,
+      doc: 'one per A or AAAA record of the answer section (ANSWER_ADDRESS): {ip, ttl}, the TTL as the client got it',
+    },
   ],
 };
+
+/** One address of an answer, as /dns/answer carries it (a nested list under `address`). */
+export const ANSWER_ADDRESS: readonly TupleSpec[] = [
+  { tag: 'ip', type: 'str', doc: 'the address (A or AAAA record data)' },
+  {
+    tag: 'ttl',
+    type: 'int',
+    doc: 'its TTL in seconds, as sent to the client (decremented when from the cache)',
+  },
+];
 
 export const STATS: MailboxSpec = {
   suffix: '/stats',

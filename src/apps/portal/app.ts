@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { type App, type GatewayFacts, parseWith } from '../app.js';
-import { type PortalConfig, PortalConfigSchema } from './config.js';
+import type { App, GatewayFacts } from '../app.js';
+import { type PortalConfig, PortalConfigSchema, parseConfig } from './config.js';
 import { startCaptivePortal } from './portal.js';
 
 /** The portal's gateway section: what is its own; networks, addresses and state paths come from the gateway. */
@@ -17,9 +17,23 @@ const section = PortalConfigSchema.pick({
   garden: true,
   title: true,
   policy: true,
+  themeDir: true,
+  language: true,
+  login: true,
+  https: true,
   stockAuth: true,
   authTimeoutMs: true,
   cutDelayMs: true,
+  uplinkDown: true,
+  uplinkUp: true,
+  rateUp: true,
+  rateDown: true,
+  gardenDomains: true,
+  gardenTtlMin: true,
+  gardenTtlMax: true,
+  trustedMacs: true,
+  blockedMacs: true,
+  maxConnectionsPerClient: true,
 }).extend({ dns: z.array(z.string().min(1)).optional() });
 
 /** The captive portal with the nftables firewall it owns (docs/apps/portal.md), as an app. */
@@ -40,9 +54,12 @@ export const portalApp: App<PortalConfig> = {
       firewallStateFile: join(gw.stateDir, 'firewall.json'),
       commandPrefix: [...gw.commandPrefix],
       ...(gw.enabled.has('dhcpd') ? { dhcpd: 'dhcpd' } : {}),
+      // The garden by name follows the forwarder's answers; without it nothing is added.
+      ...(gw.enabled.has('dns') ? { forwarder: 'dns' } : {}),
+      macFile: join(gw.stateDir, 'portal.macs.json'),
     };
   },
-  parse: (raw) => parseWith(PortalConfigSchema, raw),
+  parse: (raw) => parseConfig(raw),
   async start(bus, config) {
     const portal = await startCaptivePortal(bus, config);
     return {

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { parseWith } from '../app.js';
+import { ConfigError, parseWith } from '../app.js';
+
+const MAC_RE = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/;
 
 /** The portal's configuration (docs/apps/portal.md lists every field). */
 export const PortalConfigSchema = z.strictObject({
@@ -33,15 +35,36 @@ export const PortalConfigSchema = z.strictObject({
   commandPrefix: z.array(z.string().min(1)).default([]),
   garden: z.array(z.string().min(1)).default([]),
   dns: z.array(z.string().min(1)).default([]),
-  title: z.string().min(1).default('Welcome to the community network'),
-  /** Usage policy, plain text (escaped); blank lines separate paragraphs. */
-  policy: z
+  /** Site title on every page, in every language; default: the theme's `site.title` of the page's language. */
+  title: z.string().min(1).optional(),
+  /** Usage policy, plain text (escaped); blank lines separate paragraphs. Default: the theme's `site.policy`. */
+  policy: z.string().min(1).optional(),
+  /**
+   * The operator's theme directory, laid over the default theme (src/apps/portal/theme/default):
+   * templates, style.css, logo, messages/<lang>.json. docs/apps/portal.md, "Themes".
+   */
+  themeDir: z.string().min(1).optional(),
+  /** The language when none of the guest's `Accept-Language` is in the theme (a messages/<lang>.json). */
+  language: z
     .string()
-    .min(1)
-    .default(
-      'Be kind to others on the network: no spam, no attacks, no illegal content.\n\n' +
-        'Traffic may be shaped so that everyone gets a fair share.',
-    ),
+    .regex(/^[a-z]{2,3}(-[a-z0-9]{2,8})*$/, 'a lower-case language tag like en, fr, pt-br')
+    .default('en'),
+  /**
+   * How guests log in: `click` (accept the policy) or `credentials` (username and password, sent to
+   * `/portal/auth` in `form` as `username` and `password`: a RADIUS or LDAP hook checks them).
+   */
+  login: z.enum(['click', 'credentials']).default('click'),
+  /**
+   * The pages and the RFC 8908 API also over HTTPS (cert and key: PEM files, read at start); the
+   * API's `user-portal-url` and the gateway's DHCP option 114 then use https.
+   */
+  https: z
+    .strictObject({
+      port: z.number().int().min(1).max(65535),
+      cert: z.string().min(1),
+      key: z.string().min(1),
+    })
+    .optional(),
   /** Append the stock `/portal/auth` listener that accepts everyone; false: only hooks decide (none → 503). */
   stockAuth: z.boolean().default(true),
   /** How long `/portal/auth` may take (ms) before the client is told to try again. */
@@ -54,14 +77,77 @@ export const PortalConfigSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9._-]+$/, 'a daemon name')
     .optional(),
+  /** Fair sharing (docs/services/shaper.md): bits/s guests share, ~90–95% of the real line; both or neither. */
+  uplinkDown: z.number().int().min(64000).optional(),
+  uplinkUp: z.number().int().min(64000).optional(),
+  /** Per-guest caps, bits/s, when the auth answer sets none; 0 = none (else ≥ 8000). */
+  rateUp: z.number().int().min(0).default(0),
+  rateDown: z.number().int().min(0).default(0),
   /** Delay (ms) between the 303 after login and cutting the client's redirected connections. */
   cutDelayMs: z.number().int().min(0).max(10000).default(300),
+  /**
+   * Walled garden by name: these domains and their subdomains are reachable before login. Their
+   * addresses come from the answers of the DNS forwarder (`forwarder`), each for its TTL clamped to
+   * gardenTtlMin..gardenTtlMax. docs/apps/portal.md, "Walled garden by name".
+   */
+  gardenDomains: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/,
+          'a lower-case domain name like example.org',
+        ),
+    )
+    .default([]),
+  gardenTtlMin: z.number().int().min(1).max(4233600).default(300),
+  gardenTtlMax: z.number().int().min(1).max(4233600).default(86400),
+  /** The DNS forwarder daemon whose answers open the garden by name (`"dns"`; set by the gateway when it runs). */
+  forwarder: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, 'a daemon name')
+    .optional(),
+  /** MACs never captive (accepted like logged-in guests) and MACs with no access at all (nor a DHCP lease). */
+  trustedMacs: z.array(z.string().regex(MAC_RE, 'a MAC like 02:11:22:33:44:55')).default([]),
+  blockedMacs: z.array(z.string().regex(MAC_RE, 'a MAC like 02:11:22:33:44:55')).default([]),
+  /** Where the operator's MAC list changes are kept (JSON); without it they do not survive a restart. */
+  macFile: z.string().min(1).optional(),
+  /** Connections one client address may hold open to the portal's web server; more are reset (0 = no cap). */
+  maxConnectionsPerClient: z.number().int().min(0).max(1048576).default(64),
 });
 
 export type PortalConfigInput = z.input<typeof PortalConfigSchema>;
 export type PortalConfig = z.output<typeof PortalConfigSchema>;
 
+/**
+ * The portal's URLs from its config: `http` (the plain pages, where unauthorised web traffic is
+ * redirected), `page` (`user-portal-url`: https when `https` is set) and `api` (RFC 8908, the URI
+ * for DHCP option 114: https when `https` is set). The host is `portalHost`'s, else `address`.
+ */
+export function portalUrls(c: {
+  readonly address: string;
+  readonly port: number;
+  readonly portalHost?: string | undefined;
+  readonly https?: { readonly port: number } | undefined;
+}): { http: string; page: string; api: string } {
+  const hostPort = (c.portalHost ?? `${c.address}:${c.port}`).toLowerCase();
+  const http = `http://${hostPort}/`;
+  const host = hostPort.replace(/:\d+$/, '');
+  const page = c.https ? `https://${host}${c.https.port === 443 ? '' : `:${c.https.port}`}/` : http;
+  return { http, page, api: `${page}api` };
+}
+
 /** Validate a config object; a ConfigError names every bad field. */
 export function parseConfig(raw: unknown): PortalConfig {
-  return parseWith(PortalConfigSchema, raw);
+  const c = parseWith(PortalConfigSchema, raw);
+  if (c.gardenTtlMin > c.gardenTtlMax)
+    throw new ConfigError([{ path: 'gardenTtlMin', message: 'must not be above gardenTtlMax' }]);
+  if ((c.uplinkDown === undefined) !== (c.uplinkUp === undefined))
+    throw new ConfigError([
+      {
+        path: c.uplinkDown === undefined ? 'uplinkDown' : 'uplinkUp',
+        message: 'fair sharing needs both uplinkDown and uplinkUp (bits/s), or neither',
+      },
+    ]);
+  return c;
 }

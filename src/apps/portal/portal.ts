@@ -1,13 +1,15 @@
 import type { Bus } from '../../core/bus.js';
-import { MetanetError } from '../../core/errors.js';
 import { STOP } from '../../core/listener.js';
 import { type FirewallService, installFirewallService } from '../../services/firewall/index.js';
 import { installHttpService } from '../../services/http/index.js';
+import { shapePortal } from '../../services/shaper/index.js';
 import { type PortalConfig, type PortalConfigInput, parseConfig } from './config.js';
 import { attachControl } from './control.js';
+import { DomainGarden } from './garden.js';
 import { Guestbook } from './guestbook.js';
 import { DhcpGuests } from './guests.js';
 import { defaultLimits, Lifecycle, readCounters } from './lifecycle.js';
+import { MacLists } from './maclists.js';
 import { Sessions } from './sessions.js';
 import { attachWeb } from './web.js';
 
@@ -21,6 +23,8 @@ export interface CaptivePortal {
   readonly guests: DhcpGuests | undefined;
   /** The idle / quota / session-end checks (lifecycle.ts); `check()` runs one now. */
   readonly lifecycle: Lifecycle;
+  /** Trusted and blocked MACs (maclists.ts). */
+  readonly macs: MacLists;
   /** Live sessions. */
   sessionCount(): number;
   /** Stop serving; the firewall table stays (logged-in clients keep access meanwhile). */
@@ -40,6 +44,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
   const { name, address, port, sessionSeconds } = config;
   const book = new Guestbook(bus, config, new Sessions(config.stateFile, Date.now, defaultLimits(config)));
   const log = bus.log;
+  const macs = new MacLists(bus, config, book); // reads macFile: a broken one stops the start here
 
   const firewall = await installFirewallService(bus, {
     lan: config.lan,
@@ -47,6 +52,8 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     garden: config.garden,
     dns: config.dns,
     nft: [...config.commandPrefix, 'nft'],
+    // The HTTPS pages and API on the router are reachable before login (like the HTTP port).
+    routerTcp: config.https ? [config.https.port] : [],
     stateFile: config.firewallStateFile,
     defaultTimeout: sessionSeconds,
   });
@@ -58,6 +65,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
   });
   let guests: DhcpGuests | undefined;
   let url = '';
+  let garden: DomainGarden | undefined;
 
   try {
     // Restored sessions: make sure the firewall has them for the time they have left (a table
@@ -89,7 +97,35 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       cleanup.push(() => stock.remove());
     }
 
-    cleanup.push(attachControl(bus, name, book, () => guests));
+    // MAC lists: the firewall's trusted/blocked sets, and dhcpd's lookup answered for blocked MACs.
+    await macs.start();
+    cleanup.push(() => macs.close());
+    // Walled garden by name: addresses from the DNS forwarder's answers (garden.ts).
+    if (config.gardenDomains.length > 0 && config.forwarder) {
+      const g = new DomainGarden(bus, config, config.forwarder, (mb, e) => book.report(mb, e));
+      garden = g;
+      cleanup.push(() => g.close());
+    } else if (config.gardenDomains.length > 0)
+      log.log(
+        'warn',
+        'portal: gardenDomains without a DNS forwarder (forwarder): nothing is added; use garden',
+      );
+    const httpServers = [`${name}/http`, ...(config.https ? [`${name}/https`] : [])];
+    cleanup.push(
+      attachControl(bus, name, book, () => guests, { config, macs, garden: () => garden, httpServers }),
+    );
+    // Fair sharing per guest on the captive devices, when the operator gave the uplink's rates.
+    if (config.uplinkDown && config.uplinkUp)
+      cleanup.unshift(
+        await shapePortal(bus, name, {
+          devices: config.lan,
+          uplinkDown: config.uplinkDown,
+          uplinkUp: config.uplinkUp,
+          rateUp: config.rateUp,
+          rateDown: config.rateDown,
+          tc: [...config.commandPrefix, 'tc'],
+        }),
+      );
     // Every idleCheckSeconds: sample the counters; end idle, over-quota and ended sessions. At
     // close, one last sample (no endings) before the firewall goes, so a restart loses no count.
     const tick = bus.every(config.idleCheckSeconds * 1000, () => void lifecycle.check());
@@ -99,13 +135,15 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       await lifecycle.check({ end: false }).catch(() => {});
     });
 
-    const http = installHttpService(bus, { host: address });
+    const http = installHttpService(bus, {
+      host: address,
+      maxConnectionsPerPeer: config.maxConnectionsPerClient,
+    });
     cleanup.unshift(() => http.close());
     const web = attachWeb(bus, config, book);
     cleanup.unshift(() => web.close());
     url = web.url;
-    const made = await bus.request('/system/http/server/new', { name: `${name}/http`, port, host: address });
-    if (made.has('error')) throw new MetanetError('ECONFIG', `portal HTTP server: ${made.str('error')}`);
+    await web.listen(); // the HTTP server, and the HTTPS one when configured
   } catch (e) {
     for (const c of cleanup) await c();
     throw e;
@@ -117,6 +155,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     port,
     firewall,
     lifecycle,
+    macs,
     get guests() {
       return guests;
     },

@@ -1,4 +1,4 @@
-import type { ServiceTable, TupleSpec } from '../../services/table.js';
+import type { MailboxSpec, ServiceTable, TupleSpec } from '../../services/table.js';
 
 /** A session's limits, as `/login` carries them (and `/clients` lists them, and `/auth` answers may set them). */
 const LIMITS: readonly TupleSpec[] = [
@@ -84,9 +84,12 @@ export const portalTable: ServiceTable = [
   {
     suffix: '/logout',
     dir: 'in',
-    doc: "End a client's session and remove it from the firewall. Replies {ip, removed}.",
+    doc:
+      "End a client's session (by ip, or every session of a mac) and remove it from the firewall. " +
+      'Replies {ip, mac, removed}: the (first) address logged out, or "" when none.',
     tuples: [
-      { tag: 'ip', type: 'str', doc: "the client's address" },
+      { tag: 'ip', type: 'str', required: false, doc: "the client's address (ip or mac)" },
+      { tag: 'mac', type: 'str', required: false, doc: 'or its MAC: every session of that device' },
       {
         tag: 'reason',
         type: 'str',
@@ -95,6 +98,85 @@ export const portalTable: ServiceTable = [
       },
     ],
   },
+  {
+    suffix: '/authorize',
+    dir: 'in',
+    doc:
+      'Log a guest in as the operator (no /auth request): known by ip (its MAC from the neighbour table or its ' +
+      'DHCP lease) or by mac (its address from its lease or the neighbour table). A blocked MAC is refused ' +
+      '(EDENIED). Replies {ip, mac, expires}.',
+    tuples: [
+      { tag: 'ip', type: 'str', required: false, doc: "the guest's address (ip or mac)" },
+      { tag: 'mac', type: 'str', required: false, doc: 'or its MAC' },
+      {
+        tag: 'session-timeout',
+        type: 'int',
+        required: false,
+        doc: 'session length, seconds (default sessionSeconds)',
+      },
+    ],
+  },
+  {
+    suffix: '/status',
+    dir: 'in',
+    doc:
+      'Replies {started, uptime, online, logins, logouts, bytes-up, bytes-down, trusted, blocked, garden, ' +
+      'http-refused}: the portal since it started (bytes: what guests moved each way since then).',
+    tuples: [],
+  },
+  {
+    suffix: '/client',
+    dir: 'in',
+    doc:
+      'One device, by ip or mac. Replies {found, state, ip, mac, hostname} (state: online, captive, trusted, ' +
+      'blocked, or unknown), plus the tuples of a /clients entry when it is online.',
+    tuples: [
+      { tag: 'ip', type: 'str', required: false, doc: 'its address (ip or mac)' },
+      { tag: 'mac', type: 'str', required: false, doc: 'or its MAC' },
+    ],
+  },
+  {
+    suffix: '/macs',
+    dir: 'in',
+    doc: 'Replies {trusted..., blocked...}: one list {mac, source (config or operator), since (epoch s)} per MAC.',
+    tuples: [],
+  },
+  ...(['block', 'unblock', 'trust', 'untrust'] as const).map(
+    (verb): MailboxSpec => ({
+      suffix: `/${verb}`,
+      dir: 'in',
+      doc: {
+        block:
+          'Block a MAC: no access at all, its sessions end (reason blocked), dhcpd gives it no address. Replies {mac, changed, ended}.',
+        unblock: 'Unblock a MAC (EDENIED for one the config blocks). Replies {mac, changed}.',
+        trust:
+          'Trust a MAC: never captive, accepted like a logged-in guest (unblocks it). Replies {mac, changed}.',
+        untrust: 'Untrust a MAC (EDENIED for one the config trusts). Replies {mac, changed}.',
+      }[verb],
+      tuples: [{ tag: 'mac', type: 'str', doc: 'xx:xx:xx:xx:xx:xx (any case, : or -)' }],
+    }),
+  ),
+  {
+    suffix: '/blocked',
+    dir: 'out',
+    doc: 'A MAC was blocked (by /block).',
+    tuples: [
+      { tag: 'mac', type: 'str', doc: 'the MAC, lowercase' },
+      {
+        tag: 'ended',
+        type: 'int',
+        doc: 'its sessions that ended (each also on /logged-out, reason blocked)',
+      },
+    ],
+  },
+  ...(['unblocked', 'trusted', 'untrusted'] as const).map(
+    (ev): MailboxSpec => ({
+      suffix: `/${ev}`,
+      dir: 'out',
+      doc: `A MAC was ${ev} (by /${ev.replace(/ed$/, '')}).`,
+      tuples: [{ tag: 'mac', type: 'str', doc: 'the MAC, lowercase' }],
+    }),
+  ),
   {
     suffix: '/error',
     dir: 'out',

@@ -8,13 +8,25 @@ import { checkPath } from '../../core/path.js';
 import { attachTable } from '../table.js';
 import { canonicalIp, familyOf, ipv4, mac as macOf, port as portOf, timeout as timeoutOf } from './addr.js';
 import { setElements } from './elements.js';
-import { authSet, buildRuleset, checkOptions, downSet, type RulesetOptions, SETS } from './ruleset.js';
+import { claim, ownerComment, self } from './owner.js';
+import {
+  authSet,
+  buildRuleset,
+  checkOptions,
+  downSet,
+  gardenDnsSet,
+  MAC_LISTS,
+  type MacList,
+  type RulesetOptions,
+  SETS,
+} from './ruleset.js';
 import { type NftAnswer, NftShell } from './shell.js';
 import { emptyState, type FirewallState, loadState, prune, saveState } from './state.js';
 import { firewallTable } from './table.js';
 
 export { closeConnections } from './conntrack.js';
-export { buildRuleset, type RulesetOptions } from './ruleset.js';
+export { type Owner, readOwner } from './owner.js';
+export { buildRuleset, type MacList, type RulesetOptions } from './ruleset.js';
 export { firewallTable } from './table.js';
 
 export interface FirewallOptions extends RulesetOptions {
@@ -44,6 +56,8 @@ export interface FirewallService {
 /**
  * nftables for the captive portal: one table of the service's own (`inet metanet`), built at
  * start with one `nft -f -`, changed through one long-lived `nft -e -j -i`. See docs/services/firewall.md.
+ * The table carries its owner (owner.ts): installing a table whose owner still runs fails with
+ * EEXIST naming it; a dead owner's table is taken over.
  */
 export async function installFirewallService(bus: Bus, opts: FirewallOptions): Promise<FirewallService> {
   const name = checkPath(opts.name ?? '/system/firewall');
@@ -52,8 +66,16 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
   const t = o.table;
   const defaultTimeout = timeoutOf(opts.defaultTimeout ?? 3600, 'firewall defaultTimeout');
   let state: FirewallState = opts.stateFile ? loadState(opts.stateFile) : emptyState();
-  const ruleset = buildRuleset(opts, state);
-  await loadRuleset(nft, ruleset);
+  const me = self(bus.name ?? `pid${process.pid}`, name);
+  const owner = { comment: ownerComment(me), pid: me.pid };
+  const release = await claim(nft, t, me);
+  const ruleset = buildRuleset(opts, state, Date.now(), owner);
+  try {
+    await loadRuleset(nft, ruleset);
+  } catch (e) {
+    release();
+    throw e;
+  }
   /** When the table (and so every element counter) was last loaded: counters count from 0 since. */
   let loaded = Date.now();
   const save = (): void => {
@@ -87,7 +109,7 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
     if (enoent && !retried) {
       // Another command may have rebuilt it meanwhile: then just try again.
       if (!(await tableExists())) {
-        await loadRuleset(nft, buildRuleset(opts, prune(state)));
+        await loadRuleset(nft, buildRuleset(opts, prune(state), Date.now(), owner));
         loaded = Date.now();
         bus.post(`${name}/error`, {
           mailbox: name,
@@ -216,6 +238,56 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       reply(ctx, { client, server, port, removed: !a.missing });
       return STOP;
     },
+    '/garden/add': async (m, ctx) => {
+      const timeout = timeoutOf(m.int('timeout'), `${name}/garden/add`);
+      const now = Date.now();
+      const expiresAt = now + timeout * 1000;
+      const ips = m.all('ip').map((x) => canonicalIp(String(x.value), `${name}/garden/add ip`));
+      // An element is only ever extended (nft's add element sets the timeout, shorter too), and
+      // only when that gains something: a cached answer seen again changes nothing.
+      const slack = Math.max(30_000, timeout * 100);
+      const fresh = ips.filter((ip, i) => {
+        const had = state.garden.find((g) => g.ip === ip);
+        return ips.indexOf(ip) === i && (!had || expiresAt > had.expiresAt + slack);
+      });
+      if (fresh.length > 0) {
+        await change(
+          fresh
+            .map(
+              (ip) =>
+                `add element inet ${t} ${gardenDnsSet(familyOf(ip, 'ip'))} { ${ip} timeout ${timeout}s }`,
+            )
+            .join('; '),
+        );
+        state.garden = state.garden.filter((g) => !fresh.includes(g.ip));
+        for (const ip of fresh) state.garden.push({ ip, timeout, expiresAt });
+        save();
+      }
+      reply(ctx, { count: ips.length, added: fresh.length, timeout });
+      return STOP;
+    },
+    '/mac/add': async (m, ctx) => {
+      const list = macList(m.str('list'), `${name}/mac/add`);
+      const mac = macOf(m.str('mac'), `${name}/mac/add mac`);
+      const had = state[list].includes(mac);
+      if (!had) {
+        await change(`add element inet ${t} ${SETS[list]} { ${mac} }`);
+        state[list] = [...state[list], mac];
+        save();
+      }
+      reply(ctx, { list, mac, added: !had });
+      return STOP;
+    },
+    '/mac/remove': async (m, ctx) => {
+      const list = macList(m.str('list'), `${name}/mac/remove`);
+      const mac = macOf(m.str('mac'), `${name}/mac/remove mac`);
+      const a = await change(`delete element inet ${t} ${SETS[list]} { ${mac} }`, true);
+      const had = state[list].includes(mac);
+      state[list] = state[list].filter((x) => x !== mac);
+      if (had) save();
+      reply(ctx, { list, mac, removed: !a.missing });
+      return STOP;
+    },
     '/clients': async (_m, ctx) => {
       // Counters restart from 0 when the table is rebuilt: read again if that happened meanwhile, so
       // `loaded` is the load these counters count from.
@@ -247,7 +319,20 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
         timeout: e.timeout,
         expires: e.expires,
       }));
-      reply(ctx, { table: `inet ${t}`, ruleset, set: sets, chain: chains, smtp });
+      const garden = [SETS.gardendns4, SETS.gardendns6].flatMap((set) =>
+        setElements(doc, set).map((e) => ({ ip: String(e.key[0]), timeout: e.timeout, expires: e.expires })),
+      );
+      const macs = (set: string): string[] => setElements(doc, set).map((e) => String(e.key[0]));
+      reply(ctx, {
+        table: `inet ${t}`,
+        ruleset,
+        set: sets,
+        chain: chains,
+        smtp,
+        garden,
+        trusted: macs(SETS.trusted),
+        blocked: macs(SETS.blocked),
+      });
       return STOP;
     },
   });
@@ -262,10 +347,21 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       if (closed) return;
       closed = true;
       detach();
+      // The table stays (clients keep access) but is released: another process may take it over.
       if (c.removeTable) await shell.run(`delete table inet ${t}`).catch(() => {});
+      else await shell.run(`flush set inet ${t} ${SETS.owner}`).catch(() => {});
       await shell.close();
+      release();
     },
   };
+}
+
+function macList(s: string, what: string): MacList {
+  if ((MAC_LISTS as readonly string[]).includes(s)) return s as MacList;
+  throw new MetanetError(
+    'EBADTUPLE',
+    `${what}: list must be ${MAC_LISTS.join(' or ')}, got ${JSON.stringify(s)}`,
+  );
 }
 
 /** Load the whole ruleset with one `nft -f -`; fails with nft's own message. */

@@ -33,6 +33,15 @@ export interface SavedClient {
   readonly expiresAt: number;
 }
 
+/** A walled-garden address learnt from a DNS answer (`<name>/garden/add`), with its timeout. */
+export interface SavedGarden {
+  readonly ip: string;
+  /** Seconds, as given. */
+  readonly timeout: number;
+  /** Epoch ms at which it runs out. */
+  readonly expiresAt: number;
+}
+
 export interface SavedSmtp {
   readonly client: string;
   readonly server: string;
@@ -47,7 +56,21 @@ export const SETS = {
   down4: 'down4',
   down6: 'down6',
   smtp4: 'smtp4',
+  gardendns4: 'gardendns4',
+  gardendns6: 'gardendns6',
+  trusted: 'trusted',
+  blocked: 'blocked',
+  owner: 'owner',
 } as const;
+
+/** The walled garden learnt from DNS answers (addresses with a timeout), by family. */
+export function gardenDnsSet(f: Family): string {
+  return f === 'ipv4' ? SETS.gardendns4 : SETS.gardendns6;
+}
+
+/** The MAC lists: `trusted` (never captive) and `blocked` (no access at all). */
+export type MacList = 'trusted' | 'blocked';
+export const MAC_LISTS: readonly MacList[] = ['trusted', 'blocked'];
 
 /** Authorised clients (`address . MAC`): their counters count what each client sends (upload). */
 export function authSet(f: Family): string {
@@ -94,10 +117,25 @@ function left(expiresAt: number, now: number): number {
   return Math.max(1, Math.ceil((expiresAt - now) / 1000));
 }
 
+/** What the ruleset is rebuilt with: the state file's elements (`state.ts`). */
+export interface SavedElements {
+  readonly clients: readonly SavedClient[];
+  readonly smtp: readonly SavedSmtp[];
+  readonly garden?: readonly SavedGarden[];
+  readonly trusted?: readonly string[];
+  readonly blocked?: readonly string[];
+}
+
+/**
+ * The whole table as one script. `owner` (owner.ts: who installed it) becomes the table's comment
+ * and the one element of its `owner` set (the pid; flushed when that firewall closes), so a second
+ * installer can tell the table is taken.
+ */
 export function buildRuleset(
   opts: RulesetOptions,
-  saved: { clients: readonly SavedClient[]; smtp: readonly SavedSmtp[] } = { clients: [], smtp: [] },
+  saved: SavedElements = { clients: [], smtp: [] },
   now = Date.now(),
+  owner?: { readonly comment: string; readonly pid: number },
 ): string {
   const o = checkOptions(opts);
   const t = o.table;
@@ -113,6 +151,10 @@ export function buildRuleset(
     (s) =>
       `${s.client} . ${s.server} . ${s.port} timeout ${s.timeout}s expires ${Math.min(s.timeout, left(s.expiresAt, now))}s`,
   );
+  const gardenDns = (f: Family): string[] =>
+    (saved.garden ?? [])
+      .filter((g) => familyOf(g.ip, 'saved garden') === f)
+      .map((g) => `${g.ip} timeout ${g.timeout}s expires ${Math.min(g.timeout, left(g.expiresAt, now))}s`);
   const portal = `${o.portal.address}:${o.portal.port}`;
   const tcp = [53, ...o.routerTcp];
   const udp = [53, 67, 547, ...o.routerUdp];
@@ -126,6 +168,9 @@ export function buildRuleset(
     `add table inet ${t}`,
     `delete table inet ${t}`,
     `table inet ${t} {`,
+    ...(owner === undefined
+      ? []
+      : [`  comment "${owner.comment}"`, `  set ${SETS.owner} { type mark; elements = { ${owner.pid} } }`]),
     `  set ${SETS.auth4} { type ipv4_addr . ether_addr; flags timeout; counter;${elements(auth('ipv4'))} }`,
     `  set ${SETS.auth6} { type ipv6_addr . ether_addr; flags timeout; counter;${elements(auth('ipv6'))} }`,
     `  set ${SETS.down4} { type ipv4_addr; flags timeout; counter;${elements(down('ipv4'))} }`,
@@ -135,15 +180,25 @@ export function buildRuleset(
     `  set dns4 { type ipv4_addr; flags interval;${elements(byFamily(o.dns, 'ipv4'))} }`,
     `  set dns6 { type ipv6_addr; flags interval;${elements(byFamily(o.dns, 'ipv6'))} }`,
     `  set ${SETS.smtp4} { type ipv4_addr . ipv4_addr . inet_service; flags timeout;${elements(smtp)} }`,
+    `  set ${SETS.gardendns4} { type ipv4_addr; flags timeout;${elements(gardenDns('ipv4'))} }`,
+    `  set ${SETS.gardendns6} { type ipv6_addr; flags timeout;${elements(gardenDns('ipv6'))} }`,
+    `  set ${SETS.trusted} { type ether_addr;${elements([...(saved.trusted ?? [])])} }`,
+    `  set ${SETS.blocked} { type ether_addr;${elements([...(saved.blocked ?? [])])} }`,
     '',
     '  chain nat_prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
-    `    iifname ${lan} meta nfproto ipv4 tcp dport 80 ip saddr . ether saddr != @${SETS.auth4} ip daddr != @garden4 dnat ip to ${portal}`,
+    `    iifname ${lan} ether saddr @${SETS.trusted} accept`,
+    `    iifname ${lan} meta nfproto ipv4 tcp dport 80 ip saddr . ether saddr != @${SETS.auth4} ip daddr != @garden4 ip daddr != @${SETS.gardendns4} dnat ip to ${portal}`,
     '  }',
     '',
     '  chain input {',
     '    type filter hook input priority filter; policy accept;',
     `    iifname != ${lan} accept`,
+    // A blocked MAC reaches nothing on the router but dhcpd, which refuses it an address itself
+    // (the portal's /dhcpd/lookup listener), so a client renewing gets a NAK and lets go.
+    `    ether saddr @${SETS.blocked} udp dport 67 accept`,
+    `    ether saddr @${SETS.blocked} drop`,
+    `    ether saddr @${SETS.trusted} accept`,
     `    ip saddr . ether saddr @${SETS.auth4} accept`,
     `    ip6 saddr . ether saddr @${SETS.auth6} accept`,
     `    ip daddr ${o.portal.address} tcp dport ${o.portal.port} accept`,
@@ -161,10 +216,15 @@ export function buildRuleset(
     `    oifname ${lan} ct state established,related ip daddr @${SETS.down4}`,
     `    oifname ${lan} ct state established,related ip6 daddr @${SETS.down6}`,
     `    iifname != ${lan} accept`,
+    `    ether saddr @${SETS.blocked} drop`,
+    `    ether saddr @${SETS.trusted} meta nfproto ipv4 goto authorised4`,
+    `    ether saddr @${SETS.trusted} meta nfproto ipv6 goto authorised6`,
     `    ip saddr . ether saddr @${SETS.auth4} goto authorised4`,
     `    ip6 saddr . ether saddr @${SETS.auth6} goto authorised6`,
     '    ip daddr @garden4 accept',
     '    ip6 daddr @garden6 accept',
+    `    ip daddr @${SETS.gardendns4} accept`,
+    `    ip6 daddr @${SETS.gardendns6} accept`,
     '    ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept',
     '    ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept',
     '    tcp dport 443 reject with tcp reset',

@@ -1,23 +1,28 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { MetanetError } from '../../core/errors.js';
 import { canonicalIp, ipv4, mac, port, timeout } from './addr.js';
-import type { SavedClient, SavedSmtp } from './ruleset.js';
+import type { SavedClient, SavedGarden, SavedSmtp } from './ruleset.js';
 
 /**
  * The state file: what the daemon has allowed, so a restart can rebuild the table. Written on
  * every change to `<file>.tmp` and renamed over the file (atomic on one filesystem). Format:
  *
- *   {"version":1,"clients":[{"ip","mac","timeout","expiresAt"}],"smtp":[{"client","server","port","timeout","expiresAt"}]}
+ *   {"version":1,"clients":[{"ip","mac","timeout","expiresAt"}],"smtp":[{"client","server","port","timeout","expiresAt"}],
+ *    "garden":[{"ip","timeout","expiresAt"}],"trusted":["mac"],"blocked":["mac"]}
  *
- * `timeout` in seconds, `expiresAt` in epoch milliseconds.
+ * `timeout` in seconds, `expiresAt` in epoch milliseconds. `garden`, `trusted` and `blocked` may be
+ * absent (files written before they existed).
  */
 export interface FirewallState {
   clients: SavedClient[];
   smtp: SavedSmtp[];
+  garden: SavedGarden[];
+  trusted: string[];
+  blocked: string[];
 }
 
 export function emptyState(): FirewallState {
-  return { clients: [], smtp: [] };
+  return { clients: [], smtp: [], garden: [], trusted: [], blocked: [] };
 }
 
 /** Parse a state file's text; throws ECONFIG naming the first bad entry. Expired entries are dropped. */
@@ -50,7 +55,25 @@ export function parseState(text: string, now = Date.now()): FirewallState {
       expiresAt: num(s.expiresAt, `${where}.expiresAt`),
     };
   });
-  return prune({ clients, smtp }, now);
+  const garden = list(raw.garden, 'garden').map((g, i): SavedGarden => {
+    const where = `firewall state garden[${i}]`;
+    return {
+      ip: canonicalIp(str(g.ip, `${where}.ip`), `${where}.ip`),
+      timeout: timeout(num(g.timeout, `${where}.timeout`), `${where}.timeout`),
+      expiresAt: num(g.expiresAt, `${where}.expiresAt`),
+    };
+  });
+  const macs = (what: 'trusted' | 'blocked'): string[] => {
+    const v = raw[what];
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) throw new MetanetError('ECONFIG', `firewall state: "${what}" must be an array`);
+    return [
+      ...new Set(
+        v.map((x, i) => mac(str(x, `firewall state ${what}[${i}]`), `firewall state ${what}[${i}]`)),
+      ),
+    ];
+  };
+  return prune({ clients, smtp, garden, trusted: macs('trusted'), blocked: macs('blocked') }, now);
 }
 
 /** Drop what has expired. */
@@ -58,6 +81,9 @@ export function prune(s: FirewallState, now = Date.now()): FirewallState {
   return {
     clients: s.clients.filter((c) => c.expiresAt > now),
     smtp: s.smtp.filter((x) => x.expiresAt > now),
+    garden: s.garden.filter((g) => g.expiresAt > now),
+    trusted: s.trusted,
+    blocked: s.blocked,
   };
 }
 
@@ -79,9 +105,15 @@ export function loadState(file: string, now = Date.now()): FirewallState {
 
 export function saveState(file: string, s: FirewallState): void {
   const tmp = `${file}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ version: 1, clients: s.clients, smtp: s.smtp })}\n`, {
-    mode: 0o600,
-  });
+  const doc = {
+    version: 1,
+    clients: s.clients,
+    smtp: s.smtp,
+    garden: s.garden,
+    trusted: s.trusted,
+    blocked: s.blocked,
+  };
+  writeFileSync(tmp, `${JSON.stringify(doc)}\n`, { mode: 0o600 });
   renameSync(tmp, file);
 }
 

@@ -48,6 +48,37 @@ export const firewallTable: ServiceTable = [
     ],
   },
   {
+    suffix: '/garden/add',
+    dir: 'in',
+    doc:
+      'Let every client reach these addresses for a while (the walled garden learnt from DNS answers: sets ' +
+      'gardendns4/gardendns6). An element is only extended, never shortened. Replies {count, added, timeout}.',
+    tuples: [
+      { tag: 'ip', type: 'str', repeated: true, doc: 'an IPv4 or IPv6 address; repeat the tag for several' },
+      { tag: 'timeout', type: 'int', doc: 'seconds the addresses stay reachable (1..4233600)' },
+    ],
+  },
+  {
+    suffix: '/mac/add',
+    dir: 'in',
+    doc:
+      'Put a MAC on a list: trusted (accepted like an authorised client, never redirected) or blocked (dropped: ' +
+      'nothing but DHCP reaches the router, nothing is forwarded). Replies {list, mac, added}.',
+    tuples: [
+      { tag: 'list', type: 'str', doc: 'trusted or blocked' },
+      { tag: 'mac', type: 'str', doc: 'the MAC, xx:xx:xx:xx:xx:xx (any case, : or -)' },
+    ],
+  },
+  {
+    suffix: '/mac/remove',
+    dir: 'in',
+    doc: 'Take a MAC off a list; one that is not there is not an error. Replies {list, mac, removed}.',
+    tuples: [
+      { tag: 'list', type: 'str', doc: 'trusted or blocked' },
+      { tag: 'mac', type: 'str', doc: 'the MAC' },
+    ],
+  },
+  {
     suffix: '/clients',
     dir: 'in',
     doc:
@@ -59,7 +90,9 @@ export const firewallTable: ServiceTable = [
   {
     suffix: '/list',
     dir: 'in',
-    doc: 'Describe the table as nft has it. Replies {table, ruleset, set..., chain..., smtp...}: each smtp a list {client, server, port, timeout, expires}.',
+    doc:
+      'Describe the table as nft has it. Replies {table, ruleset, set..., chain..., smtp..., garden..., trusted..., blocked...}: ' +
+      'each smtp a list {client, server, port, timeout, expires}, each garden a list {ip, timeout, expires}, trusted and blocked one str (a MAC) each.',
     tuples: [],
   },
   {

@@ -1,15 +1,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
+import { createSecureContext } from 'node:tls';
 import type { Bus } from '../../core/bus.js';
+import { MetanetError } from '../../core/errors.js';
 import type { Context } from '../../core/listener.js';
 import type { Message } from '../../core/message.js';
 import { attachTable, type ServiceTable, validate } from '../table.js';
 import { errorCode, errorText } from './errors.js';
 import { type HeadInfo, plainAddress, readHead, requestMessage } from './request.js';
 import { writePlain, writeResponse } from './response.js';
-import { HTTP_TABLE, spec } from './table.js';
+import { HTTP_NEW, HTTP_TABLE, spec } from './table.js';
 
 export interface HttpServerOptions {
   readonly name: string;
@@ -17,7 +20,14 @@ export interface HttpServerOptions {
   readonly host: string;
   readonly bodyLimit: number;
   readonly timeout: number;
+  /** PEM certificate and key: the server speaks HTTPS (node:https); absent: plain HTTP. */
+  readonly tls?: { readonly cert: string | Uint8Array; readonly key: string | Uint8Array } | undefined;
+  /** Connections one client address may hold open at once; more are reset at accept. 0 = no cap. */
+  readonly maxConnectionsPerPeer?: number;
 }
+
+/** At most one log line (and `<name>/error` message) per peer and kind of refusal in this window. */
+const REFUSAL_REPORT_MS = 10_000;
 
 const WAITING = 0;
 const ANSWERED = 1;
@@ -37,7 +47,23 @@ class Pending {
 const RESPONSE = spec('client', '/response');
 const SERVER_TABLE: ServiceTable = HTTP_TABLE.filter((s) => s.scope === 'server');
 const CLOSE_SUFFIX = '/close';
+const STATS_SUFFIX = '/stats';
 const ignore = (): void => {};
+
+/** node:https options from PEM text or bytes; a bad certificate or key is EBADTUPLE naming it. */
+function tlsOptions(t: NonNullable<HttpServerOptions['tls']>): { cert: Buffer; key: Buffer } {
+  const cert = Buffer.from(t.cert);
+  const key = Buffer.from(t.key);
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new MetanetError(
+      'EBADTUPLE',
+      `${HTTP_NEW}: "cert"/"key" are not a PEM certificate and its key: ${errorText(e)}`,
+    );
+  }
+  return { cert, key };
+}
 
 /** True when code, headers or data is given more than once (one pass, no allocation). */
 function repeats(m: Message): boolean {
@@ -63,7 +89,9 @@ export class HttpServer {
   readonly requestPath: string;
   readonly errorPath: string;
   private readonly clientBase: string;
-  private readonly server: Server;
+  /** Whether it speaks HTTPS. */
+  readonly tls: boolean;
+  private readonly server: Server | HttpsServer;
   private readonly pending = new Map<string, Pending>();
   private finished: Pending[] = [];
   private sweepScheduled = false;
@@ -71,6 +99,17 @@ export class HttpServer {
   private seq = 0;
   private closing: Promise<void> | undefined;
   private detach: (() => void) | undefined;
+  /** Open connections per client address. */
+  private readonly perPeer = new Map<string, number>();
+  /** Refusals not reported yet, by `kind peer`: the count since the last report and its time. */
+  private readonly refusals = new Map<string, { count: number; reported: number }>();
+  /** Connections reset because their peer held `maxConnectionsPerPeer` already. */
+  refusedByCap = 0;
+  /** accept() failures for want of file descriptors (EMFILE/ENFILE). */
+  refusedNoFd = 0;
+  /** Connections accepted since start (refused ones included), and open now. */
+  accepted = 0;
+  open = 0;
 
   constructor(
     private readonly bus: Bus,
@@ -81,8 +120,12 @@ export class HttpServer {
     this.requestPath = `${opts.name}/request`;
     this.errorPath = `${opts.name}/error`;
     this.clientBase = `${opts.name}/client/`;
-    this.server = createServer(this.onRequest);
+    this.tls = opts.tls !== undefined;
+    this.server = opts.tls
+      ? createHttpsServer(tlsOptions(opts.tls), this.onRequest)
+      : createServer(this.onRequest);
     this.server.on('clientError', this.onClientError);
+    this.server.on('connection', this.onConnection);
   }
 
   /** Start listening; resolves with the real port. Then attaches `<name>/close`. */
@@ -92,12 +135,19 @@ export class HttpServer {
       this.server.once('error', fail);
       this.server.listen(this.opts.port, this.opts.host, () => {
         this.server.off('error', fail);
-        this.server.on('error', (e) => this.report({ error: errorText(e), code: errorCode(e) }));
+        this.server.on('error', (e) => {
+          const code = errorCode(e);
+          if (code === 'EMFILE' || code === 'ENFILE') return this.noFd(code);
+          this.report({ error: errorText(e), code });
+        });
         this.detach = attachTable(this.bus, this.name, SERVER_TABLE, {
           [CLOSE_SUFFIX]: (_m: Message, ctx: Context) =>
             this.close().then(() => {
               if (ctx.replyTo !== undefined) ctx.reply({ name: this.name, closed: true }).catch(() => {});
             }),
+          [STATS_SUFFIX]: (_m: Message, ctx: Context) => {
+            if (ctx.replyTo !== undefined) ctx.reply({ name: this.name, ...this.stats() }).catch(() => {});
+          },
         });
         const a = this.server.address();
         resolve({ port: typeof a === 'object' && a ? a.port : this.opts.port, host: this.opts.host });
@@ -119,6 +169,75 @@ export class HttpServer {
       this.onClosed(this);
     });
     return this.closing;
+  }
+
+  // ---- hostile peers: the per-peer cap, out of file descriptors ---------------------------
+
+  /** Every accepted TCP connection (before TLS, before HTTP): count it, or reset it over the cap. */
+  private readonly onConnection = (socket: Socket): void => {
+    this.accepted++;
+    const cap = this.opts.maxConnectionsPerPeer ?? 0;
+    const peer = plainAddress(socket.remoteAddress);
+    const open = this.perPeer.get(peer) ?? 0;
+    if (cap > 0 && open >= cap) {
+      this.refusedByCap++;
+      // A reset, not a FIN: nothing is left behind on our side (no TIME_WAIT per refused connection).
+      if (typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy();
+      else socket.destroy();
+      this.refused(
+        'cap',
+        peer,
+        `${peer} holds ${open} connections (maxConnectionsPerPeer ${cap})`,
+        'ECONNCAP',
+      );
+      return;
+    }
+    this.perPeer.set(peer, open + 1);
+    this.open++;
+    socket.once('close', () => {
+      this.open--;
+      const n = (this.perPeer.get(peer) ?? 1) - 1;
+      if (n <= 0) this.perPeer.delete(peer);
+      else this.perPeer.set(peer, n);
+    });
+  };
+
+  /** accept() failed: out of file descriptors (libuv closes the pending connection itself). */
+  private noFd(code: string): void {
+    this.refusedNoFd++;
+    this.refused('fd', '', 'out of file descriptors: a connection was refused at accept', code);
+  }
+
+  /**
+   * Log a refusal and post it on `<name>/error`: the first of a kind and peer at once, then at most
+   * one line per REFUSAL_REPORT_MS with how many there were meanwhile (a flood is not a log flood).
+   */
+  private refused(kind: string, peer: string, what: string, code: string): void {
+    const key = `${kind} ${peer}`;
+    const now = performance.now();
+    const r = this.refusals.get(key);
+    if (r && now - r.reported < REFUSAL_REPORT_MS) {
+      r.count++;
+      return;
+    }
+    const count = (r?.count ?? 0) + 1;
+    this.refusals.set(key, { count: 0, reported: now });
+    if (this.refusals.size > 10_000) this.refusals.clear();
+    const error = `connection refused: ${what}${count > 1 ? ` (${count} since the last report)` : ''}`;
+    this.bus.log.log('warn', `http ${this.name}: ${error}`, { peer, refused: count });
+    this.report({ error, code, ...(peer ? { peerhost: peer } : {}) });
+  }
+
+  /** Figures for `<name>/stats` (STATS_REPLY in table.ts). */
+  stats(): Record<string, number> {
+    return {
+      connections: this.open,
+      peers: this.perPeer.size,
+      accepted: this.accepted,
+      'refused-cap': this.refusedByCap,
+      'refused-fd': this.refusedNoFd,
+      'max-per-peer': this.opts.maxConnectionsPerPeer ?? 0,
+    };
   }
 
   // ---- the request path ----------------------------------------------------------------

@@ -16,6 +16,8 @@ export interface HttpServiceOptions {
   readonly bodyLimit?: number;
   /** ms a request waits for its response before 504; default 30000. */
   readonly timeout?: number;
+  /** Connections one client address may hold open at once (more are reset at accept); default 0 = no cap. */
+  readonly maxConnectionsPerPeer?: number;
 }
 
 export interface HttpService {
@@ -24,6 +26,16 @@ export interface HttpService {
 }
 
 const NEW = spec('service', HTTP_NEW);
+
+/** `cert` and `key` (PEM, str or bytes): both for HTTPS, neither for HTTP. */
+function tlsOf(m: Message): { cert: string | Uint8Array; key: string | Uint8Array } | undefined {
+  const cert = m.get('cert');
+  const key = m.get('key');
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined)
+    throw new MetanetError('EBADTUPLE', `${HTTP_NEW}: HTTPS needs both "cert" and "key" (PEM)`);
+  return { cert: cert.value as string | Uint8Array, key: key.value as string | Uint8Array };
+}
 
 function range(m: Message, tag: string, fallback: number, min: number, max: number): number {
   const v = m.int(tag, fallback);
@@ -34,8 +46,9 @@ function range(m: Message, tag: string, fallback: number, min: number, max: numb
 
 /**
  * Attach the HTTP server service to a bus: a message to `/system/http/server/new` {name, port, …}
- * creates a server named by a mailbox path (docs/services/http.md). Replies on the message's
- * reply-to (so `bus.request` works) with {name, port, host} or {error, code, name}.
+ * creates a server named by a mailbox path (docs/services/http.md); with `cert` and `key` (PEM) it
+ * speaks HTTPS. Replies on the message's reply-to (so `bus.request` works) with {name, port, host,
+ * tls} or {error, code, name}.
  */
 export function installHttpService(bus: Bus, opts: HttpServiceOptions = {}): HttpService {
   const servers = new Map<string, HttpServer>();
@@ -59,13 +72,21 @@ export function installHttpService(bus: Bus, opts: HttpServiceOptions = {}): Htt
           host: m.str('host', opts.host ?? '127.0.0.1'),
           bodyLimit: range(m, 'bodyLimit', opts.bodyLimit ?? 1 << 20, 0, 2 ** 31),
           timeout: range(m, 'timeout', opts.timeout ?? 30000, 1, 2 ** 31 - 1),
+          tls: tlsOf(m),
+          maxConnectionsPerPeer: range(
+            m,
+            'maxConnectionsPerPeer',
+            opts.maxConnectionsPerPeer ?? 0,
+            0,
+            1 << 20,
+          ),
         },
         forget,
       );
       servers.set(name, s);
       reserved = true;
       const { port, host } = await s.listen();
-      if (ctx.replyTo !== undefined) await ctx.reply({ name, port, host });
+      if (ctx.replyTo !== undefined) await ctx.reply({ name, port, host, tls: s.tls });
     } catch (e) {
       if (reserved && name !== undefined) servers.delete(name);
       const code = errorCode(e);

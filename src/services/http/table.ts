@@ -17,7 +17,7 @@ export const HTTP_TABLE: readonly HttpMailboxSpec[] = [
     scope: 'service',
     suffix: HTTP_NEW,
     dir: 'in',
-    doc: 'Create a server. Replies (reply-to) with {name, port, host} or {error, code, name}.',
+    doc: 'Create a server (HTTPS with cert and key). Replies (reply-to) with {name, port, host, tls} or {error, code, name}.',
     tuples: [
       { tag: 'name', type: 'str', doc: 'mailbox path the server is named by, e.g. /captive/server' },
       { tag: 'port', type: 'int', required: false, doc: 'TCP port; 0 (the default) lets the OS pick one' },
@@ -33,6 +33,19 @@ export const HTTP_TABLE: readonly HttpMailboxSpec[] = [
         type: 'int',
         required: false,
         doc: 'ms a request may wait for its response (default 30000); then 504',
+      },
+      {
+        tag: 'cert',
+        type: ['str', 'bytes'],
+        required: false,
+        doc: 'PEM certificate (chain) for HTTPS; with key, the server speaks TLS (node:https)',
+      },
+      { tag: 'key', type: ['str', 'bytes'], required: false, doc: 'PEM private key for HTTPS (with cert)' },
+      {
+        tag: 'maxConnectionsPerPeer',
+        type: 'int',
+        required: false,
+        doc: 'connections one client address may hold open at once; more are reset at accept, counted and logged (default 0 = no cap)',
       },
     ],
   },
@@ -76,6 +89,16 @@ export const HTTP_TABLE: readonly HttpMailboxSpec[] = [
     suffix: '/close',
     dir: 'in',
     doc: 'Stop the server: stop listening, close every connection. Replies {name, closed: true}.',
+    tuples: [],
+  },
+  {
+    scope: 'server',
+    suffix: '/stats',
+    dir: 'in',
+    doc:
+      'Replies {name, connections, peers, accepted, refused-cap, refused-fd, max-per-peer}: connections open now and ' +
+      'the client addresses holding them, connections accepted since start, refused by the per-peer cap, refused ' +
+      'for want of file descriptors, the cap (0 = none).',
     tuples: [],
   },
   {

@@ -109,7 +109,9 @@ describe('gateway config: facts declared once, each app derived from them', () =
     expect(all).toContain('networks.guest2.address: 10.20.0.128/25 overlaps networks.guest (10.20.0.0/24)');
     expect(all).toMatch(/apps\.dhcpd\.leaseTime: .*60/);
     expect(all).toMatch(/apps\.dhcpd: .*shiny/);
-    expect(all).toContain('apps.dnsd: no such app (known: dhcpd, dns, dhcp-ldap, portal, radius, mailproxy, extrusion)');
+    expect(all).toContain(
+      'apps.dnsd: no such app (known: dhcpd, dns, dhcp-ldap, portal, radius, mailproxy, extrusion)',
+    );
     expect(all).toMatch(/apps\.portal\.port: /);
   });
 

@@ -5,8 +5,9 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseArp } from '../../../src/apps/portal/arp.js';
 import { parseConfig } from '../../../src/apps/portal/config.js';
-import { esc, moved, safeUrl, splash } from '../../../src/apps/portal/pages.js';
+import { esc, moved, Pages, safeUrl } from '../../../src/apps/portal/pages.js';
 import { loadSessions, NO_LIMITS, parseSessions, Sessions } from '../../../src/apps/portal/sessions.js';
+import { loadTheme } from '../../../src/apps/portal/theme.js';
 import { Tokens } from '../../../src/apps/portal/tokens.js';
 import { isMetanetError } from '../../../src/core/errors.js';
 import { ROOT, runTs } from '../../support/daemons.js';
@@ -51,15 +52,18 @@ describe('pages', () => {
   });
 
   it('the splash page carries the token and escapes the URL, the title and a refusal reason', () => {
-    const html = splash({
+    const pages = new Pages(loadTheme({ language: 'en' }), {
       title: 'A <b>',
       policy: 'one\n\ntwo <i>',
-      token: 'tok',
-      url: 'http://x/"><script>',
-      refused: '<img src=x>',
+      login: 'click',
     });
+    const html = pages.splash(
+      'en',
+      { token: 'tok', url: 'http://x/"><script>', refused: '<img src=x>' },
+      () => '/',
+    );
     expect(html).toContain('name="csrf" value="tok"');
-    expect(html).not.toMatch(/<script>|<img|<b>|<i>/);
+    expect(html).not.toMatch(/<script>|<img src=x|<b>|<i>/);
     expect(html).toContain('<p>one</p><p>two &lt;i&gt;</p>');
     expect(moved('http://p/?url=x', 'http://h/"<x>')).not.toContain('<x>');
   });

@@ -135,13 +135,18 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     expect(of('set', 'metanet')).toEqual([
       'auth4',
       'auth6',
+      'blocked',
       'dns4',
       'dns6',
       'down4',
       'down6',
       'garden4',
       'garden6',
+      'gardendns4',
+      'gardendns6',
+      'owner',
       'smtp4',
+      'trusted',
     ]);
     expect(of('chain', 'system')).toEqual(['fwd_sys']);
     const listed = await bus.request('/fw/list', {});
@@ -303,6 +308,68 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     expect(again.bool('removed')).toBe(false);
     expect(errors).toEqual([]);
     await bus.request('/fw/allow', { ip, mac });
+  });
+
+  it('garden/add: an address becomes reachable before login (http and https-port), for its timeout, kept across a rebuild', async () => {
+    const extra = '10.77.1.50';
+    expect((await lab.exec(lab.inet, 'ip', ['addr', 'add', `${extra}/24`, 'dev', 'i0'])).code).toBe(0);
+    await bus.request('/fw/deny', { ip, mac });
+    expect((await fetch(`http://${extra}/`)).body).toBe('portal');
+    expect((await fetch(`http://${lab.inetIp}:25/`)).body).toBe('ERR28'); // dropped
+    const r = await bus.request('/fw/garden/add', { ip: [extra, extra, 'fd77:1::50'], timeout: 120 });
+    expect(r.has('error'), r.toString()).toBe(false);
+    expect(r.int('count')).toBe(3);
+    expect(r.int('added')).toBe(2); // one address twice: once
+    expect((await fetch(`http://${extra}/`)).body).toBe('real');
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('portal'); // only that address
+    // Seen again with a shorter or barely longer timeout: not touched (never shortened).
+    expect((await bus.request('/fw/garden/add', { ip: extra, timeout: 30 })).int('added')).toBe(0);
+    const listed = await bus.request('/fw/list', {});
+    const g = listed.all('garden').map((t) => t.value as Message);
+    expect(g.map((x) => x.str('ip')).sort()).toEqual([extra, 'fd77:1::50']);
+    expect(g[0]!.int('timeout')).toBe(120);
+    // Table flushed by someone else: the rebuild keeps the learnt garden.
+    expect((await lab.exec(lab.router, 'nft', ['delete', 'table', 'inet', 'metanet'])).code).toBe(0);
+    await bus.request('/fw/allow', { ip: '10.77.0.99', mac: '02:00:00:00:99:99', timeout: 5 });
+    expect((await fetch(`http://${extra}/`)).body).toBe('real');
+    const bad = await bus.request('/fw/garden/add', { ip: 'example.org', timeout: 60 });
+    expect(bad.str('code')).toBe('EBADTUPLE');
+    errors.length = 0;
+  });
+
+  it('MAC lists: trusted passes without a session, blocked reaches nothing; both survive a rebuild', async () => {
+    await bus.request('/fw/deny', { ip, mac });
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('portal');
+    const t = await bus.request('/fw/mac/add', { list: 'trusted', mac: mac.toUpperCase() });
+    expect(t.str('mac')).toBe(mac);
+    expect(t.bool('added')).toBe(true);
+    expect((await bus.request('/fw/mac/add', { list: 'trusted', mac })).bool('added')).toBe(false);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    expect((await fetch(`http://${lab.inetIp}:25/`)).body).toBe('ERR7'); // SMTP gate as for authorised
+    expect((await bus.request('/fw/mac/remove', { list: 'trusted', mac })).bool('removed')).toBe(true);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('portal');
+    // Blocked: even an authorised binding gets nothing; not the portal, not DNS, not ping.
+    await bus.request('/fw/allow', { ip, mac });
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    await bus.request('/fw/mac/add', { list: 'blocked', mac });
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('ERR28');
+    expect((await fetch(`http://${lab.routerLanIp}:8080/`)).body).toBe('ERR28');
+    expect((await lab.exec(lab.client, 'ping', ['-c1', '-W1', lab.routerLanIp])).code).not.toBe(0);
+    expect((await lab.exec(lab.router, 'nft', ['delete', 'table', 'inet', 'metanet'])).code).toBe(0);
+    await bus.request('/fw/allow', { ip: '10.77.0.98', mac: '02:00:00:00:99:98', timeout: 5 });
+    const listed = await bus.request('/fw/list', {});
+    expect(listed.all('blocked').map((x) => x.value)).toEqual([mac]);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('ERR28');
+    expect((await bus.request('/fw/mac/remove', { list: 'blocked', mac })).bool('removed')).toBe(true);
+    expect((await bus.request('/fw/mac/remove', { list: 'blocked', mac })).bool('removed')).toBe(false);
+    expect((await fetch(`http://${lab.inetIp}/`)).body).toBe('real');
+    expect((await bus.request('/fw/mac/add', { list: 'friends', mac })).str('code')).toBe('EBADTUPLE');
+    for (const [a, m] of [
+      ['10.77.0.99', '02:00:00:00:99:99'],
+      ['10.77.0.98', '02:00:00:00:99:98'],
+    ] as const)
+      await bus.request('/fw/deny', { ip: a, mac: m });
+    errors.length = 0;
   });
 
   it('a restart with the same state file rebuilds the table with the client still allowed', async () => {

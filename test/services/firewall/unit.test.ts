@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isMetanetError } from '../../../src/core/errors.js';
 import { setElements } from '../../../src/services/firewall/elements.js';
+import { ownerAlive, ownerComment, parseOwner, processStart } from '../../../src/services/firewall/owner.js';
 import { buildRuleset } from '../../../src/services/firewall/ruleset.js';
 import { NftShell } from '../../../src/services/firewall/shell.js';
 import { loadState, parseState, saveState } from '../../../src/services/firewall/state.js';
@@ -72,12 +73,77 @@ describe('firewall ruleset text', () => {
   });
 });
 
+describe('walled garden by name, MAC lists, owner', () => {
+  it('learnt garden addresses, trusted and blocked MACs: sets and where they are judged', () => {
+    const now = 1_000_000;
+    const text = buildRuleset(
+      base,
+      {
+        clients: [],
+        smtp: [],
+        garden: [{ ip: '192.0.2.7', timeout: 300, expiresAt: now + 100_000 }],
+        trusted: ['02:00:00:00:00:0a'],
+        blocked: ['02:00:00:00:00:0b'],
+      },
+      now,
+      { comment: 'metanet owner pid=1 start=2 daemon=portal name=/system/firewall', pid: 1 },
+    );
+    const lines = text.split('\n');
+    expect(lines[3]).toBe('  comment "metanet owner pid=1 start=2 daemon=portal name=/system/firewall"');
+    expect(lines[4]).toBe('  set owner { type mark; elements = { 1 } }');
+    expect(lines).toContain(
+      '  set gardendns4 { type ipv4_addr; flags timeout; elements = { 192.0.2.7 timeout 300s expires 100s } }',
+    );
+    expect(lines).toContain('  set trusted { type ether_addr; elements = { 02:00:00:00:00:0a } }');
+    expect(lines).toContain('  set blocked { type ether_addr; elements = { 02:00:00:00:00:0b } }');
+    // Not redirected: trusted MACs, learnt garden addresses.
+    expect(text).toContain('iifname { "r0" } ether saddr @trusted accept');
+    expect(text).toMatch(/ip daddr != @garden4 ip daddr != @gardendns4 dnat ip to/);
+    const chain = (n: string): string[] =>
+      lines.slice(lines.indexOf(`  chain ${n} {`) + 2, lines.indexOf('  }', lines.indexOf(`  chain ${n} {`)));
+    // input: blocked first (DHCP only), then trusted, before anyone authorised
+    expect(chain('input').slice(1, 5)).toEqual([
+      '    ether saddr @blocked udp dport 67 accept',
+      '    ether saddr @blocked drop',
+      '    ether saddr @trusted accept',
+      '    ip saddr . ether saddr @auth4 accept',
+    ]);
+    const fwd = chain('forward');
+    expect(fwd.slice(3, 6)).toEqual([
+      '    ether saddr @blocked drop',
+      '    ether saddr @trusted meta nfproto ipv4 goto authorised4',
+      '    ether saddr @trusted meta nfproto ipv6 goto authorised6',
+    ]);
+    expect(fwd).toContain('    ip daddr @gardendns4 accept');
+    expect(fwd.indexOf('    ip daddr @gardendns4 accept')).toBeLessThan(
+      fwd.indexOf('    tcp dport 443 reject with tcp reset'),
+    );
+  });
+
+  it('the owner comment round-trips and says whether its process runs', () => {
+    const me = {
+      pid: process.pid,
+      start: processStart(process.pid) ?? 0,
+      daemon: 'portal',
+      name: '/system/firewall',
+    };
+    const c = ownerComment(me);
+    expect(c).toMatch(/^metanet owner pid=\d+ start=\d+ daemon=portal name=\/system\/firewall$/);
+    expect(parseOwner(`table inet metanet {\n\tcomment "${c}"\n}`)).toEqual(me);
+    expect(parseOwner('table inet metanet {\n}')).toBeUndefined();
+    expect(ownerComment({ ...me, daemon: 'a"b; flush ruleset' })).not.toMatch(/["; ]flush/);
+    expect(ownerAlive(me)).toBe(true);
+    expect(ownerAlive({ ...me, start: me.start + 1 })).toBe(false); // the pid was reused
+    expect(ownerAlive({ ...me, pid: 2 ** 22 + 7 })).toBe(false);
+  });
+});
+
 describe('firewall state file', () => {
   it('round-trips atomically and drops expired entries on load', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fwstate-'));
     try {
       const file = join(dir, 'state.json');
-      expect(loadState(file)).toEqual({ clients: [], smtp: [] });
+      expect(loadState(file)).toEqual({ clients: [], smtp: [], garden: [], trusted: [], blocked: [] });
       const now = Date.now();
       saveState(file, {
         clients: [
@@ -85,9 +151,27 @@ describe('firewall state file', () => {
           { ip: '10.77.0.11', mac: '02:00:00:00:00:02', timeout: 60, expiresAt: now - 1 },
         ],
         smtp: [],
+        garden: [
+          { ip: '192.0.2.7', timeout: 300, expiresAt: now + 300_000 },
+          { ip: '192.0.2.8', timeout: 300, expiresAt: now - 1 },
+        ],
+        trusted: ['02:00:00:00:00:0a'],
+        blocked: ['02:00:00:00:00:0b'],
       });
       expect(JSON.parse(readFileSync(file, 'utf8')).version).toBe(1);
-      expect(loadState(file).clients.map((c) => c.ip)).toEqual(['10.77.0.10']);
+      const back = loadState(file);
+      expect(back.clients.map((c) => c.ip)).toEqual(['10.77.0.10']);
+      expect(back.garden.map((g) => g.ip)).toEqual(['192.0.2.7']);
+      expect(back.trusted).toEqual(['02:00:00:00:00:0a']);
+      expect(back.blocked).toEqual(['02:00:00:00:00:0b']);
+      // A file written before garden and the MAC lists existed is still read.
+      expect(parseState('{"version":1,"clients":[],"smtp":[]}')).toEqual({
+        clients: [],
+        smtp: [],
+        garden: [],
+        trusted: [],
+        blocked: [],
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -99,6 +183,10 @@ describe('firewall state file', () => {
     expect(() =>
       parseState('{"version":1,"clients":[{"ip":"10.0.0.1","mac":"zz","timeout":1,"expiresAt":1}]}'),
     ).toThrow(/clients\[0\]\.mac/);
+    expect(() => parseState('{"version":1,"blocked":["nope"]}')).toThrow(/blocked\[0\]/);
+    expect(() => parseState('{"version":1,"garden":[{"ip":"x","timeout":1,"expiresAt":1}]}')).toThrow(
+      /garden\[0\]\.ip/,
+    );
   });
 
   it('fuzz: any text is a state or an ECONFIG error, never a crash', () => {
