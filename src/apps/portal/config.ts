@@ -108,6 +108,24 @@ export const PortalConfigSchema = z.strictObject({
     .regex(/^[A-Za-z0-9._-]+$/, 'a daemon name')
     .optional(),
   /** MACs never captive (accepted like logged-in guests) and MACs with no access at all (nor a DHCP lease). */
+  /**
+   * Per-MAC limits: for these devices, the session length, idle timeout, quotas and rates differ
+   * from the defaults above (an auth answer's own limits still win). Kept in the config file.
+   */
+  macLimits: z
+    .record(
+      z.string().regex(MAC_RE, 'a MAC like 02:11:22:33:44:55'),
+      z.strictObject({
+        sessionSeconds: z.number().int().min(1).max(4233600).optional(),
+        idleTimeout: z.number().int().min(0).max(4233600).optional(),
+        quotaUp: z.number().int().min(0).optional(),
+        quotaDown: z.number().int().min(0).optional(),
+        quotaTotal: z.number().int().min(0).optional(),
+        rateUp: z.number().int().min(0).optional(),
+        rateDown: z.number().int().min(0).optional(),
+      }),
+    )
+    .default({}),
   trustedMacs: z.array(z.string().regex(MAC_RE, 'a MAC like 02:11:22:33:44:55')).default([]),
   blockedMacs: z.array(z.string().regex(MAC_RE, 'a MAC like 02:11:22:33:44:55')).default([]),
   /** Where the operator's MAC list changes are kept (JSON); without it they do not survive a restart. */
@@ -149,5 +167,9 @@ export function parseConfig(raw: unknown): PortalConfig {
         message: 'fair sharing needs both uplinkDown and uplinkUp (bits/s), or neither',
       },
     ]);
+  // One spelling of a MAC (lowercase, colons), as the portal compares them.
+  c.macLimits = Object.fromEntries(
+    Object.entries(c.macLimits).map(([mac, l]) => [mac.toLowerCase().replaceAll('-', ':'), l]),
+  );
   return c;
 }

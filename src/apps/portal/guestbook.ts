@@ -47,6 +47,21 @@ export class Guestbook {
     return overrides;
   }
 
+  /** The config's per-MAC limits for a device (`macLimits`), as overrides. */
+  macLimits(mac: string): LimitOverrides {
+    const m = this.config.macLimits[mac];
+    if (!m) return {};
+    return definedOnly({
+      sessionTimeout: m.sessionSeconds,
+      idleTimeout: m.idleTimeout,
+      quotaUp: m.quotaUp,
+      quotaDown: m.quotaDown,
+      quotaTotal: m.quotaTotal,
+      rateUp: m.rateUp,
+      rateDown: m.rateDown,
+    });
+  }
+
   /** The limits of a new session: the config's defaults, `seconds` as its length, then the overrides. */
   limits(seconds: number, overrides: LimitOverrides = {}): Limits {
     const l: Limits = { ...defaultLimits(this.config), sessionTimeout: seconds };
@@ -61,7 +76,7 @@ export class Guestbook {
    * device logging in again starts a new session on the same firewall element.
    */
   async login(ip: string, mac: string, seconds: number, overrides: LimitOverrides = {}): Promise<Session> {
-    const limits = this.limits(seconds, overrides);
+    const limits = this.limits(seconds, { ...this.macLimits(mac), ...definedOnly(overrides) });
     const old = this.sessions.record(ip);
     const live = old !== undefined && old.expires > this.now();
     if (old && (!live || old.mac !== mac)) await this.end(ip, live ? 'lease' : 'session', { session: old });

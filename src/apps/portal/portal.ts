@@ -140,7 +140,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
       maxConnectionsPerPeer: config.maxConnectionsPerClient,
     });
     cleanup.unshift(() => http.close());
-    const web = attachWeb(bus, config, book);
+    const web = attachWeb(bus, config, book, (mac) => macs.isTrusted(mac));
     cleanup.unshift(() => web.close());
     url = web.url;
     await web.listen(); // the HTTP server, and the HTTPS one when configured

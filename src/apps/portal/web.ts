@@ -57,7 +57,12 @@ export interface Web {
  * theme's stylesheet and images). Pages come from the theme (theme.ts) in the guest's language.
  * docs/apps/portal.md.
  */
-export function attachWeb(bus: Bus, config: PortalConfig, book: Guestbook): Web {
+export function attachWeb(
+  bus: Bus,
+  config: PortalConfig,
+  book: Guestbook,
+  isTrusted: (mac: string) => boolean = () => false,
+): Web {
   const { name, address, port, sessionSeconds } = config;
   const urls = portalUrls(config);
   const portalHost = (config.portalHost ?? `${address}:${port}`).toLowerCase();
@@ -214,8 +219,15 @@ export function attachWeb(bus: Bus, config: PortalConfig, book: Guestbook): Web 
 
   async function api(m: Message, scheme: Scheme): Promise<void> {
     const s = await guestOf(m.str('peerhost'));
+    // A trusted device is never captive, session or not (its MAC from the neighbour table).
+    const trusted =
+      !s &&
+      (await neighbours.mac(m.str('peerhost')).then(
+        (mac) => (mac ? isTrusted(mac) : false),
+        () => false,
+      ));
     const doc: Record<string, unknown> = {
-      captive: !s,
+      captive: !s && !trusted,
       'user-portal-url': scheme === 'https' ? httpsUrl : urls.page,
     };
     if (s) {

@@ -380,6 +380,36 @@ describe('Guestbook.login with limits', () => {
     expect(h.errors[0]?.str('error')).toMatch(/"idle-timeout" must be an int/);
   });
 
+  it('per-MAC limits from the config apply to that device only; an auth answer still wins', async () => {
+    h = harness({
+      idleTimeout: 300,
+      sessionSeconds: 3600,
+      macLimits: {
+        [MAC_A.toUpperCase().replaceAll(':', '-')]: { sessionSeconds: 600, quotaTotal: 7000, rateDown: 1e6 },
+      },
+    });
+    const a = await h.book.login(IP_A, MAC_A, 3600);
+    expect(a.limits).toMatchObject({
+      sessionTimeout: 600,
+      idleTimeout: 300,
+      quotaTotal: 7000,
+      rateDown: 1e6,
+    });
+    expect(a.expires - a.since).toBe(600_000);
+    const b = await h.book.login(IP_B, MAC_B, 3600);
+    expect(b.limits).toMatchObject({ sessionTimeout: 3600, idleTimeout: 300, quotaTotal: 0 });
+    const c = await h.book.login(
+      IP_A,
+      MAC_A,
+      3600,
+      h.book.overrides(Message.from({ ok: true, 'quota-total': 9 })),
+    );
+    expect(c.limits).toMatchObject({ sessionTimeout: 600, quotaTotal: 9 });
+    expect(() => parseConfig({ address: '10.0.0.1', lan: 'x', macLimits: { 'not-a-mac': {} } })).toThrow(
+      /macLimits\.not-a-mac/,
+    );
+  });
+
   it('the same device logging in again keeps counting from the last sample; another device ends the old session (lease)', async () => {
     h = harness({ idleTimeout: 60, idleCheckSeconds: 10 });
     await h.book.login(IP_A, MAC_A, 3600);

@@ -174,6 +174,9 @@ describe.skipIf(!ok)('portal operator verbs and MAC lists (metanet portal …, g
     expect(t.stdout.trim()).toBe(`${mac2} trusted`);
     await event('trusted', mac2);
     expect(await page('guest2')).toBe('internet');
+    // The RFC 8908 API agrees: a trusted device is not captive, with no session.
+    const api = await lab.curl(lab.ns.guest2, `http://${ADDR.guest}:8080/api`);
+    expect(JSON.parse(api.body)).toMatchObject({ captive: false });
     expect((await cli('trust', mac2)).stdout.trim()).toBe(`${mac2} was already trusted`);
     expect((await cli('client', mac2)).stdout).toMatch(/^state +trusted$/m);
     expect((await cli('clients')).stdout.trim()).toBe('no guest online'); // not a session
