@@ -44,26 +44,6 @@ export interface Gateway {
 const GW = '/gateway';
 
 /**
- * Families for an app that has no `metrics` hook of its own yet, from its `status()` figures.
- * PORTAL: its own metrics (guests online, logins, logouts by reason, bytes each way, redirects)
- * are for a later pass in src/apps/portal/app.ts (`AppHandle.metrics`); until then, guests online
- * only. This entry is unused as soon as the portal has the hook: then remove it.
- */
-const INTERIM: Readonly<Record<string, (h: AppHandle) => MetricFamily[]>> = {
-  portal: (h) => [
-    {
-      name: 'metanet_portal_guests_online',
-      help: 'Guests with a live portal session.',
-      type: 'gauge',
-      collect: () => {
-        const n = h.status().sessions;
-        return typeof n === 'number' ? n : [];
-      },
-    },
-  ],
-};
-
-/**
  * `metanet up`: host the config's apps. Each shared app gets its own bus named after it, served on
  * its own daemon socket (so `metanet ls portal` and `dhcpd:/dhcpd/lookup` work as with separate
  * processes); an app with `process: "own"` runs in a supervised child. The gateway itself is
@@ -138,7 +118,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
   /** Ask a shared app for its families (once) and register them; a failure costs its metrics only. */
   function addAppMetrics(registry: GatewayMetrics, r: Running & { kind: 'shared' }): void {
     try {
-      r.families ??= r.handle.metrics?.() ?? INTERIM[r.hosted.name]?.(r.handle) ?? [];
+      r.families ??= r.handle.metrics?.() ?? [];
       registry.add(r.hosted.name, r.families);
     } catch (e) {
       registry.remove(r.hosted.name);

@@ -3,6 +3,7 @@ import { isMetanetError, MetanetError } from '../../core/errors.js';
 import type { Message } from '../../core/message.js';
 import type { PortalConfig } from './config.js';
 import { defaultLimits, type LimitOverrides, limitTuples, overridesFrom, type Quota } from './lifecycle.js';
+import { PortalCounts, registerPortalCounts } from './metrics.js';
 import { type Limits, type Session, type Sessions, sameSession } from './sessions.js';
 
 export const FIREWALL = '/system/firewall';
@@ -14,12 +15,18 @@ export const FIREWALL = '/system/firewall';
  * through here, so the firewall, the state file and the announcements never disagree.
  */
 export class Guestbook {
+  /** The portal's counters (metrics.ts), for its `metrics()`; the web part counts there too. */
+  readonly counts: PortalCounts;
+
   constructor(
     private readonly bus: Bus,
     private readonly config: PortalConfig,
     readonly sessions: Sessions,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.counts = new PortalCounts(sessions);
+    registerPortalCounts(bus, config.name, this.counts);
+  }
 
   /** Post what no reply can carry on `<name>/error`. */
   report(mailbox: string, e: unknown): void {
@@ -85,7 +92,13 @@ export class Guestbook {
     // counts start from the old one's last sample, not from the element's totals.
     const carried =
       live && old.mac === mac ? { ...old.usage, up: 0, down: 0, active: this.now() } : undefined;
+    const replaced = this.sessions.record(ip);
+    if (replaced) {
+      this.counts.endedUp += replaced.usage.up;
+      this.counts.endedDown += replaced.usage.down;
+    }
     const s = this.sessions.add(ip, mac, limits, carried);
+    this.counts.logins++;
     this.bus.post(`${this.config.name}/login`, {
       ip,
       mac,
@@ -107,6 +120,9 @@ export class Guestbook {
     const over = s.expires <= this.now();
     const why = over ? 'session' : reason;
     this.sessions.remove(ip);
+    this.counts.logout(why);
+    this.counts.endedUp += s.usage.up;
+    this.counts.endedDown += s.usage.down;
     const r = await this.bus.request(`${FIREWALL}/deny`, { ip: s.ip, mac: s.mac });
     if (r.has('error')) this.report(`${FIREWALL}/deny`, new Error(r.str('error')));
     const quota = why === 'quota' ? opts.quota : undefined;

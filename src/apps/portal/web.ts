@@ -75,6 +75,7 @@ export function attachWeb(
   const logoutKey = randomBytes(32);
   const prefix = config.commandPrefix;
   const sessions = book.sessions;
+  const counts = book.counts;
   const log = bus.log;
   const timers = new Set<Timer>();
   const neighbours = new Neighbours(prefix, NEIGHBOUR_CACHE_MS);
@@ -157,6 +158,7 @@ export function attachWeb(
 
   /** Any foreign Host: to the portal, with the original URL. */
   function redirect(m: Message, scheme: Scheme): void {
+    counts.redirects++;
     const q = m.str('query');
     const asked = `${scheme}://${m.str('Host')}${m.str('path')}${q ? `?${q}` : ''}`;
     const target = `${urls.http}?url=${encodeURIComponent(asked)}`;
@@ -198,6 +200,7 @@ export function attachWeb(
         lang,
       );
     }
+    counts.splashPages++;
     page(
       m,
       extra.code ?? 200,
@@ -218,6 +221,7 @@ export function attachWeb(
   }
 
   async function api(m: Message, scheme: Scheme): Promise<void> {
+    counts.apiRequests++;
     const s = await guestOf(m.str('peerhost'));
     // A trusted device is never captive, session or not (its MAC from the neighbour table).
     const trusted =
@@ -293,6 +297,7 @@ export function attachWeb(
       return problem(m, 503, 'auth', lang);
     }
     if (!verdict.bool('ok', false)) {
+      counts.authRefusals++;
       const reason = verdict.has('reason')
         ? verdict.str('reason')
         : theme.text(lang.lang, 'splash.refusedDefault');
