@@ -13,6 +13,7 @@ export const APPS: Readonly<Record<string, () => Promise<App>>> = {
   radius: async () => (await import('./radius/app.js')).radiusApp,
   mailproxy: async () => (await import('./mailproxy/app.js')).mailProxyApp,
   extrusion: async () => (await import('./extrusion/app.js')).extrusionApp,
+  dashboard: async () => (await import('./dashboard/app.js')).dashboardApp,
 };
 
 export const APP_NAMES: readonly string[] = Object.keys(APPS);

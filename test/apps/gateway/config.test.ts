@@ -110,7 +110,7 @@ describe('gateway config: facts declared once, each app derived from them', () =
     expect(all).toMatch(/apps\.dhcpd\.leaseTime: .*60/);
     expect(all).toMatch(/apps\.dhcpd: .*shiny/);
     expect(all).toContain(
-      'apps.dnsd: no such app (known: dhcpd, dns, dhcp-ldap, portal, radius, mailproxy, extrusion)',
+      'apps.dnsd: no such app (known: dhcpd, dns, dhcp-ldap, portal, radius, mailproxy, extrusion, dashboard)',
     );
     expect(all).toMatch(/apps\.portal\.port: /);
   });
