@@ -181,7 +181,11 @@ export function attachControl(
       return STOP;
     },
     '/authorize': async (m, ctx) => {
-      const { ip, mac } = await identify(m, `${name}/authorize`);
+      // Both given (a glue app that knows the lease, e.g. RADIUS MAC login): taken as they are.
+      const { ip, mac } =
+        m.has('ip') && m.has('mac') && isIPv4(m.str('ip'))
+          ? { ip: m.str('ip'), mac: normalMac(m.str('mac'), `${name}/authorize mac`) }
+          : await identify(m, `${name}/authorize`);
       if (!ip || !mac)
         throw new MetanetError(
           'EFAIL',
@@ -195,7 +199,7 @@ export function attachControl(
           'EBADTUPLE',
           `${name}/authorize: session-timeout must be 1..4233600, got ${seconds}`,
         );
-      const s = await book.login(ip, mac, seconds);
+      const s = await book.login(ip, mac, seconds, book.overrides(m));
       bus.log.log('info', 'portal: logged in by the operator', { ip, mac, seconds });
       // Connections redirected to the portal before stay redirected (the DNAT is in conntrack): cut them.
       closeConnections(ip, { command: [...prefix, 'conntrack'], natted: true }).catch((e: unknown) =>

@@ -19,6 +19,7 @@ export const radiusApp: App<RadiusConfig> = {
       // NAS-IP-Address: the router's address on the (first) captive network, where guests log in.
       nasIp: gw.captive[0]?.address,
       stateDir: gw.stateDir,
+      ...(gw.enabled.has('dhcpd') ? { dhcpd: 'dhcpd' } : {}),
       ...s,
     };
   },

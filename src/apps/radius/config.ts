@@ -53,6 +53,16 @@ export const own = {
   passwordField: z.string().min(1).default('password'),
   /** Try the guest's MAC as User-Name first (MAC authentication); a reject then falls back to the form. */
   macAuth: z.boolean().default(false),
+  /**
+   * MAC login without the splash page: the DHCP daemon whose leases are followed (set by the
+   * gateway when dhcpd runs). Each new lease of a guest with no session is asked for by MAC alone;
+   * an accept logs it in at once. Needs `macLogin: true`.
+   */
+  dhcpd: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, 'a daemon name')
+    .optional(),
+  macLogin: z.boolean().default(false),
   /** Password sent with MAC authentication; default the formatted MAC itself. */
   macPassword: z.string().optional(),
   /** Appended to the MAC's User-Name (e.g. `@mac.example.org`). */

@@ -5,6 +5,7 @@ import { attachAuth, Grants } from './auth.js';
 import { RadiusClient } from './client.js';
 import { parseConfig, type RadiusConfig, type RadiusConfigInput } from './config.js';
 import { DaeServer } from './dae.js';
+import { attachMacLogin } from './maclogin.js';
 
 export interface AuthStats {
   accepted: number;
@@ -12,6 +13,8 @@ export interface AuthStats {
   unavailable: number;
   /** The last authentication's duration (ms), all tries included. */
   lastMs: number;
+  /** Guests logged in by MAC on their lease, without the splash page (`macLogin`). */
+  macLogins: number;
 }
 
 export interface Radius {
@@ -43,7 +46,7 @@ export async function startRadius(bus: Bus, input: RadiusConfigInput): Promise<R
     log,
   });
   const grants = new Grants();
-  const auth: AuthStats = { accepted: 0, rejected: 0, unavailable: 0, lastMs: 0 };
+  const auth: AuthStats = { accepted: 0, rejected: 0, unavailable: 0, lastMs: 0, macLogins: 0 };
   const portal = `${config.target}:${config.portal}`;
   const cleanup: (() => Promise<void> | void)[] = [() => client.close()];
   let accounting: Accounting | undefined;
@@ -83,6 +86,10 @@ export async function startRadius(bus: Bus, input: RadiusConfigInput): Promise<R
     const hook = attachAuth(bus, config, client, grants, auth);
     cleanup.unshift(() => hook.remove());
     await hook.attached;
+    if (config.macLogin && config.dhcpd) {
+      const macs = attachMacLogin(bus, config, config.dhcpd, client, grants, auth);
+      cleanup.unshift(() => macs.remove());
+    }
     await accounting?.start();
   } catch (e) {
     for (const c of cleanup) await c();

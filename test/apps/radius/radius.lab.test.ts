@@ -7,7 +7,7 @@ import { Bus } from '../../../src/core/bus.js';
 import type { ListenerHandle } from '../../../src/core/listener.js';
 import { silentLogger } from '../../../src/core/log.js';
 import type { Message } from '../../../src/core/message.js';
-import { attachClient } from '../../../src/ipc/daemon.js';
+import { attachClient, serveDaemon } from '../../../src/ipc/daemon.js';
 import { have } from '../../support/env.js';
 import { Lab, REPO_ROOT } from '../../support/lab.js';
 import { until, waitForLine } from '../../support/wait.js';
@@ -597,6 +597,47 @@ setTimeout(() => { console.log('sent', sent); s.close(); }, 200);`,
     expect(radiusLog.some((line) => line.includes('"via":"fail-open"'))).toBe(true);
     await startFreeradius();
   }, 60_000);
+
+  it('MAC login on the lease (macLogin): a MAC RADIUS knows is online before any web request', async () => {
+    const g = guests[1]!;
+    await bus.request('portal:/portal/logout', { ip: g.ip, reason: 'guest' });
+    expect(await online(g)).toBe(false);
+    // A daemon named dhcpd in this process posts the lease messages (the real dhcpd's posting of
+    // them is tested in test/apps/gateway/gateway.lab.test.ts); radius follows dhcpd:/dhcpd/lease/committed.
+    const dhcpdBus = new Bus({ name: 'dhcpd', logger: silentLogger });
+    const dhcpd = await serveDaemon(dhcpdBus, { dir: sockDir, signals: false });
+    try {
+      await stopProcess(radius);
+      await startRadius({ macLogin: true, dhcpd: 'dhcpd' });
+      const lease = {
+        mac: g.mac,
+        ip: g.ip,
+        expires: Date.now() + 600_000,
+        'lease-time': 600,
+        subnet: '10.77.0.0/24',
+      };
+      // the listener attaches with backoff: post until the login comes
+      const from = logins.length;
+      const got = next(logins, g.ip, from, 15_000);
+      const poster = setInterval(() => dhcpdBus.post('/dhcpd/lease/committed', lease), 300);
+      const { m } = await got
+        .catch(async (e: unknown) => {
+          const st = await bus.request('portal:/portal/client', { ip: g.ip }).catch((x: unknown) => x);
+          throw new Error(
+            `${(e as Error).message}; portal client: ${String(st)}; radius log:\n${radiusLog.slice(-15).join('\n')}`,
+          );
+        })
+        .finally(() => clearInterval(poster));
+      expect(m.str('mac')).toBe(g.mac);
+      expect(m.int('session-timeout')).toBe(900); // from FreeRADIUS's answer for the MAC
+      expect(await online(g)).toBe(true);
+    } finally {
+      await Promise.all([dhcpd.close(), dhcpd.transport.close()]);
+      await dhcpdBus.close(50);
+      await stopProcess(radius);
+      await startRadius();
+    }
+  }, 45_000);
 
   it('figures: the auth round trip against FreeRADIUS (PAP and CHAP, 200 each, from the router namespace)', async () => {
     const bench = lab.file(
