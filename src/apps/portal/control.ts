@@ -208,6 +208,13 @@ export function attachControl(
       await reply(ctx, { ip, mac, expires: Math.floor(s.expires / 1000) });
       return STOP;
     },
+    '/limits': async (m, ctx) => {
+      const ip = m.str('ip');
+      const s = await book.change(ip, book.overrides(m));
+      if (!s) throw new MetanetError('EFAIL', `${name}/limits: ${ip} has no session`);
+      await reply(ctx, { ip, mac: s.mac, expires: Math.floor(s.expires / 1000) });
+      return STOP;
+    },
     '/logout': async (m, ctx) => {
       const reason = m.str('reason', 'operator');
       if (m.has('ip') === m.has('mac'))

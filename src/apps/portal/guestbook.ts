@@ -7,6 +7,8 @@ import { PortalCounts, registerPortalCounts } from './metrics.js';
 import { type Limits, type Session, type Sessions, sameSession } from './sessions.js';
 
 export const FIREWALL = '/system/firewall';
+/** The shaper's per-guest caps (docs/services/shaper.md), when the portal shapes. */
+const SHAPER_SET = '/system/shaper/set';
 
 /**
  * Who is logged in, and the two things that change it: a login (firewall allow, session saved
@@ -67,6 +69,33 @@ export class Guestbook {
       rateUp: m.rateUp,
       rateDown: m.rateDown,
     });
+  }
+
+  /**
+   * Change a live session's limits (RADIUS CoA, an operator): the overrides replace the session's;
+   * a new session timeout moves the firewall element's end too, and new rates reach the shaper
+   * (when the portal shapes). Undefined when there is no live session for `ip`.
+   */
+  async change(ip: string, overrides: LimitOverrides): Promise<Session | undefined> {
+    const cur = this.sessions.get(ip);
+    if (!cur) return undefined;
+    const limits: Limits = { ...cur.limits, ...definedOnly(overrides) };
+    const expires = cur.since + limits.sessionTimeout * 1000;
+    if (expires <= this.now()) {
+      await this.end(ip, 'session');
+      return undefined;
+    }
+    if (limits.sessionTimeout !== cur.limits.sessionTimeout)
+      await this.allow(ip, cur.mac, Math.max(1, Math.ceil((expires - this.now()) / 1000)));
+    const s = this.sessions.setLimits(ip, limits);
+    if ((overrides.rateUp !== undefined || overrides.rateDown !== undefined) && this.bus.has(SHAPER_SET))
+      await this.bus.request(SHAPER_SET, {
+        ip,
+        'rate-up': limits.rateUp ?? 0,
+        'rate-down': limits.rateDown ?? 0,
+      });
+    this.bus.log.log('info', 'portal: limits changed', { ip, mac: cur.mac, ...definedOnly(overrides) });
+    return s;
   }
 
   /** The limits of a new session: the config's defaults, `seconds` as its length, then the overrides. */

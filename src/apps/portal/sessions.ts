@@ -113,6 +113,16 @@ export class Sessions {
     return true;
   }
 
+  /** New limits for a live session (its end follows the session timeout, from the login); saved. */
+  setLimits(ip: string, limits: Limits): Session | undefined {
+    const cur = this.map.get(ip);
+    if (!cur) return undefined;
+    const s: Session = { ...cur, limits, expires: cur.since + limits.sessionTimeout * 1000 };
+    this.map.set(ip, s);
+    this.save();
+    return s;
+  }
+
   remove(ip: string): boolean {
     const had = this.map.delete(ip);
     if (had) this.save();

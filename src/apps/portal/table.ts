@@ -114,6 +114,34 @@ export const portalTable: ServiceTable = [
         required: false,
         doc: 'session length, seconds (default sessionSeconds)',
       },
+      ...['idle-timeout', 'quota-up', 'quota-down', 'quota-total', 'rate-up', 'rate-down'].map((tag) => ({
+        tag,
+        type: 'int' as const,
+        required: false,
+        doc: 'a limit as in an auth answer (seconds, bytes, bits/s)',
+      })),
+    ],
+  },
+  {
+    suffix: '/limits',
+    dir: 'in',
+    doc:
+      "Change a live guest's limits (RADIUS CoA, an operator): the tuples given replace the session's; " +
+      'session-timeout counts from the login. Replies {ip, mac, expires}; EFAIL when it has no session.',
+    tuples: [
+      { tag: 'ip', type: 'str', doc: "the guest's address" },
+      {
+        tag: 'session-timeout',
+        type: 'int',
+        required: false,
+        doc: 'session length from the login, seconds',
+      },
+      ...['idle-timeout', 'quota-up', 'quota-down', 'quota-total', 'rate-up', 'rate-down'].map((tag) => ({
+        tag,
+        type: 'int' as const,
+        required: false,
+        doc: 'a limit as in an auth answer (seconds, bytes, bits/s)',
+      })),
     ],
   },
   {

@@ -1,6 +1,7 @@
 import dgram from 'node:dgram';
 import type { Logger } from '../../core/log.js';
-import { A, Code, ErrorCause } from './attributes.js';
+import { A, Code, ErrorCause, VENDOR } from './attributes.js';
+import { type Limits, limitsFrom } from './auth.js';
 import type { DaeConfig } from './config.js';
 import {
   type Attr,
@@ -32,6 +33,10 @@ export interface DaeDeps {
   sessions(): Promise<readonly DaeSession[]>;
   /** Log a guest out (`portal:/portal/logout {ip, reason: operator}`); false when it had no session. */
   logout(ip: string): Promise<boolean>;
+  /** CoA: give a live guest new limits (the portal's `/portal/limits`); true when it had a session. */
+  change?(ip: string, limits: Limits): Promise<boolean>;
+  /** As the config's `swapInputOutput`, for the octet limits of a CoA. */
+  readonly swap?: boolean;
   readonly log: Logger;
 }
 
@@ -203,9 +208,25 @@ export class DaeServer {
         (byUser === undefined || s.username === byUser),
     );
     if (match.length === 0) return nak(ErrorCause.SessionContextNotFound);
-    // Nothing of a live guest can be changed yet (the portal has no verb for it): a CoA that asks
-    // for a change is refused as a whole, one that only names a session changes nothing.
-    if (!disconnect) return other.length > 0 ? nak(ErrorCause.UnsupportedService) : { ack: true };
+    // CoA: the limit attributes of an Access-Accept (Session-Timeout, Idle-Timeout, ChilliSpot
+    // octets and bandwidth, WISPr bandwidth) change the matched sessions through the portal; any
+    // other attribute cannot be honoured, and the request is refused as a whole (RFC 5176 §3.5).
+    if (!disconnect) {
+      if (other.length === 0) return { ack: true };
+      if (other.some((a) => !isLimitAttr(a))) return nak(ErrorCause.UnsupportedAttribute);
+      if (!this.deps.change) return nak(ErrorCause.UnsupportedService);
+      const limits = limitsFrom(other, this.deps.swap);
+      let changed = 0;
+      for (const s of match) {
+        try {
+          if (await this.deps.change(s.ip, limits)) changed++;
+        } catch (e) {
+          this.deps.log.log('warn', 'radius: CoA failed', { ip: s.ip, error: (e as Error).message });
+          return nak(ErrorCause.ResourcesUnavailable);
+        }
+      }
+      return changed > 0 ? { ack: true } : nak(ErrorCause.SessionContextNotFound);
+    }
     let removed = 0;
     for (const s of match) {
       try {
@@ -246,4 +267,10 @@ export class DaeServer {
     this.socket = undefined;
     return new Promise((resolve) => (s ? s.close(() => resolve()) : resolve()));
   }
+}
+
+/** Whether an attribute is one of the limits a CoA may change. */
+function isLimitAttr(a: Attr): boolean {
+  if (a.vendor === undefined) return a.type === A.SessionTimeout || a.type === A.IdleTimeout;
+  return a.vendor === VENDOR.ChilliSpot || a.vendor === VENDOR.WISPr;
 }

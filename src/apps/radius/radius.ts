@@ -72,6 +72,15 @@ export async function startRadius(bus: Bus, input: RadiusConfigInput): Promise<R
               : { ip: c.ip, mac: c.mac };
           });
         },
+        async change(ip, limits) {
+          const r = await bus.request(`${portal}/limits`, { ip, ...limits }, { timeout: 3000 });
+          if (r.has('error')) {
+            if (r.str('error').includes('has no session')) return false;
+            throw new MetanetError('EFAIL', `${portal}/limits: ${r.str('error')}`);
+          }
+          return true;
+        },
+        swap: config.swapInputOutput,
         async logout(ip) {
           const r = await bus.request(`${portal}/logout`, { ip, reason: 'operator' }, { timeout: 3000 });
           if (r.has('error')) throw new MetanetError('EFAIL', `${portal}/logout: ${r.str('error')}`);

@@ -437,7 +437,7 @@ mallory	Auth-Type := Reject
     expect(Number(stop['Acct-Output-Octets'])).toBeGreaterThanOrEqual(400_000);
   }, 45_000);
 
-  it('radclient: a Disconnect-Request logs the guest out within 1 s (ACK, Stop Admin-Reset); a bad secret is ignored; CoA is NAKed 405', async () => {
+  it('radclient: a Disconnect-Request logs the guest out within 1 s (ACK, Stop Admin-Reset); a bad secret is ignored; CoA changes the limits (ACK), an unknown attribute is NAKed 401', async () => {
     const g = guests[0]!;
     await loginOk(g, 'username=alice&password=wonderland');
     const start = await inDetail(
@@ -451,9 +451,21 @@ mallory	Auth-Type := Reject
     const forged = await radclient('disconnect', 'not-the-secret', `Acct-Session-Id = "${id}"`);
     expect(forged.stdout).not.toContain('Received');
     expect((await clients()).map((c) => c.str('ip'))).toContain(g.ip);
-    const coa = await radclient('coa', DAE_SECRET, `Framed-IP-Address = ${g.ip}\nSession-Timeout = 60`);
-    expect(coa.stdout).toContain('Received CoA-NAK');
-    expect(coa.stdout).toContain('Error-Cause = Unsupported-Service');
+    // CoA: new limits for the live guest, through portal:/portal/limits
+    const coa = await radclient(
+      'coa',
+      DAE_SECRET,
+      `Framed-IP-Address = ${g.ip}\nSession-Timeout = 60\nIdle-Timeout = 45`,
+    );
+    expect(coa.stdout).toContain('Received CoA-ACK');
+    const mine = (await clients()).find((c) => c.str('ip') === g.ip)!;
+    expect(mine.int('session-timeout')).toBe(60);
+    expect(mine.int('idle-timeout')).toBe(45);
+    expect(Number(mine.int('expires')) - Number(mine.int('since'))).toBe(60);
+    // an attribute no limit maps to: the whole CoA refused, nothing changed
+    const odd = await radclient('coa', DAE_SECRET, `Framed-IP-Address = ${g.ip}\nFilter-Id = "staff"`);
+    expect(odd.stdout).toContain('Received CoA-NAK');
+    expect(odd.stdout).toContain('Error-Cause = Unsupported-Attribute');
     const unknown = await radclient('disconnect', DAE_SECRET, 'Framed-IP-Address = 10.77.0.200');
     expect(unknown.stdout).toContain('Received Disconnect-NAK');
     expect(unknown.stdout).toContain('Error-Cause = Session-Context-Not-Found');
