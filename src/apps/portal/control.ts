@@ -80,6 +80,8 @@ export function attachControl(
       expires: Math.floor(s.expires / 1000),
       packets: c?.packetsUp ?? 0,
       bytes: c?.up ?? 0,
+      'packets-up': c?.packetsUp ?? 0,
+      'packets-down': c?.packetsDown ?? 0,
       'bytes-up': usage.up,
       'bytes-down': usage.down,
       idle: idleSeconds({ ...s, usage }, now),
