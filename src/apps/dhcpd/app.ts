@@ -39,6 +39,8 @@ const section = z.strictObject({
   lookupTimeout: z.number().int().optional(),
   offerTime: z.number().int().optional(),
   declineTime: z.number().int().optional(),
+  /** New MACs per second (and burst) per interface before DISCOVERs are dropped; docs/services/dhcp.md "Storms". */
+  newClients: z.unknown().optional(),
   /** Default `<stateDir>/dhcpd.leases`. */
   leaseFile: z.string().min(1).optional(),
 });
@@ -80,6 +82,7 @@ export const dhcpdApp: App<DhcpConfig> = {
       ...(s.lookupTimeout !== undefined ? { lookupTimeout: s.lookupTimeout } : {}),
       ...(s.offerTime !== undefined ? { offerTime: s.offerTime } : {}),
       ...(s.declineTime !== undefined ? { declineTime: s.declineTime } : {}),
+      ...(s.newClients !== undefined ? { newClients: s.newClients } : {}),
     };
   },
   parse(raw: unknown): DhcpConfig {

@@ -133,6 +133,15 @@ describe('gateway config: facts declared once, each app derived from them', () =
     expect(all2).toContain('apps.dhcpd.subnets[1].pool: start 10.20.0.200 is after end 10.20.0.100');
   });
 
+  it("dhcpd's storm limit is set from its section and checked by dhcpd's own rules", async () => {
+    const c = variant();
+    (c.apps as Record<string, Record<string, unknown>>).dhcpd = { newClients: { perSecond: 0 } };
+    const gw = await loadGateway(c, 'gw.json');
+    expect((gw.apps[0]!.config as DhcpConfig).newClients.perSecond).toBe(0);
+    (c.apps as Record<string, Record<string, unknown>>).dhcpd = { newClients: { perSecond: -1 } };
+    expect((await problems(c)).join('\n')).toMatch(/apps\.dhcpd\.newClients\.perSecond/);
+  });
+
   it('a portal needs a captive network', async () => {
     const c = variant({ networks: { lan: { role: 'lan', device: 'br-lan', address: '10.10.0.1/24' } } });
     expect((await problems(c)).join('\n')).toContain('apps.portal: the portal needs a captive network');
