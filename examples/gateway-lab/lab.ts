@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { alive, deleteNs, ipBatch, killAll, pidsIn } from '../netns.js';
 
 /**
  * The guest-network gateway lab: a router with a LAN and a guest network, built from network
@@ -659,21 +660,6 @@ function removeIfEmpty(dir: string): void {
 }
 
 /** Whether a process runs; a zombie (killed, not yet reaped by a lazy init) counts as dead. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  }
-}
-
 function installHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
@@ -699,53 +685,6 @@ function installHandlers(): void {
       });
     };
     process.on(sig, onSignal);
-  }
-}
-
-/** Run `ip [-n NS] -batch -`; fails naming the line that failed. */
-function ipBatch(ns: string | undefined, lines: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const args = [...(ns ? ['-n', ns] : []), '-batch', '-'];
-    const child = execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
-      if (!err) return resolve();
-      const line = /Command failed -:(\d+)/.exec(stderr)?.[1];
-      const what = line ? `: ${lines[Number(line) - 1]}` : '';
-      reject(new Error(`gateway lab: ip ${args.join(' ')}${what}: ${stderr.trim() || err.message}`));
-    });
-    child.stdin?.end(`${lines.join('\n')}\n`);
-  });
-}
-
-function pidsIn(ns: string): number[] {
-  try {
-    return execFileSync('ip', ['netns', 'pids', ns], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    })
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
-      .filter((p) => p !== process.pid);
-  } catch {
-    return [];
-  }
-}
-
-function killAll(ns: string): void {
-  for (const pid of pidsIn(ns)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-
-function deleteNs(ns: string): void {
-  try {
-    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  } catch {
-    // not there
   }
 }
 

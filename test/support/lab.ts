@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import { alive, deleteNs, ipBatch, killAll, pidsIn } from '../../examples/netns.js';
 
 /**
  * A network lab for tests, made of network namespaces joined by veth pairs:
@@ -185,11 +186,11 @@ export class Lab {
         ? [`addr add ${this.clientIp(i)}/24 dev c0`, `route add default via ${this.routerLanIp}`]
         : []),
     ];
-    await ipBatch(undefined, root);
+    await ipBatch(undefined, root, 'Lab');
     await Promise.all([
-      ipBatch(r, router),
-      ipBatch(this.inet, inet),
-      ...this.clients.map((c, i) => ipBatch(c, client(i))),
+      ipBatch(r, router, 'Lab'),
+      ipBatch(this.inet, inet, 'Lab'),
+      ...this.clients.map((c, i) => ipBatch(c, client(i), 'Lab')),
     ]);
     const fwd = await this.exec(r, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     if (fwd.code !== 0) throw new Error(`Lab: cannot enable forwarding in ${r}: ${fwd.stderr}`);
@@ -468,20 +469,6 @@ export class Lab {
 
 // ------------------------------------------------------------ helpers
 
-/** Run `ip [-n NS] -batch -` with the given command lines; fails naming the line that failed. */
-function ipBatch(ns: string | undefined, lines: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const args = [...(ns ? ['-n', ns] : []), '-batch', '-'];
-    const child = execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
-      if (!err) return resolve();
-      const line = /Command failed -:(\d+)/.exec(stderr)?.[1];
-      const what = line ? `: ${lines[Number(line) - 1]}` : '';
-      reject(new Error(`Lab: ip ${args.join(' ')}${what}: ${stderr.trim() || err.message}`));
-    });
-    child.stdin?.end(`${lines.join('\n')}\n`);
-  });
-}
-
 function ip(...args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
@@ -489,39 +476,6 @@ function ip(...args: string[]): Promise<void> {
       else resolve();
     });
   });
-}
-
-function pidsIn(ns: string): number[] {
-  try {
-    return execFileSync('ip', ['netns', 'pids', ns], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    })
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
-      .filter((p) => p !== process.pid);
-  } catch {
-    return [];
-  }
-}
-
-function killAll(ns: string): void {
-  for (const pid of pidsIn(ns)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-
-function deleteNs(ns: string): void {
-  try {
-    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  } catch {
-    // not there
-  }
 }
 
 /** Kill the processes in `ns` whose command line contains `arg`. */
@@ -576,15 +530,6 @@ export function sweepStale(): string[] {
     swept.push(ns);
   }
   return swept;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function installHandlers(): void {

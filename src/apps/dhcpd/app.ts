@@ -1,13 +1,10 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { Bus } from '../../core/bus.js';
 import { MetanetError } from '../../core/errors.js';
-import type { Message } from '../../core/message.js';
 import { type DhcpConfig, parseConfig, type SubnetConfig } from '../../services/dhcp/config.js';
 import { inCidr, intToIp, ipToInt } from '../../services/dhcp/ip.js';
 import { checkConfigOption } from '../../services/dhcp/optionset.js';
 import { type DhcpServer, startDhcpServer } from '../../services/dhcp/server.js';
-import { DHCPD_BASE, PACKET } from '../../services/dhcp/table.js';
 import {
   type App,
   ConfigError,
@@ -113,7 +110,7 @@ export const dhcpdApp: App<DhcpConfig> = {
         subnets: config.subnets.length,
       }),
       close: () => server.close(),
-      metrics: () => dhcpMetrics(bus, server, config),
+      metrics: () => dhcpMetrics(server, config),
     };
   },
 };
@@ -156,22 +153,10 @@ const SCAN_LIMIT = 4096;
 
 /**
  * The DHCP server's metric families (docs/metrics.md): the core's counters and the lease store,
- * read at scrape time. Packets by type are counted by a one-argument listener prepended to
- * /dhcpd/packet, a message the server posts for every packet anyway (a synchronous listener
- * there is cheaper than none: the bus's fast path, no undelivered report).
+ * read at scrape time (nothing on the packet path but the core's own increments).
  */
-export function dhcpMetrics(bus: Bus, server: DhcpServer, config: DhcpConfig): MetricFamily[] {
+export function dhcpMetrics(server: DhcpServer, config: DhcpConfig): MetricFamily[] {
   const c = server.core.counters;
-  const byType: Record<string, number> = Object.fromEntries([...RECEIVED_TYPES, 'other'].map((t) => [t, 0]));
-  bus.listen(
-    DHCPD_BASE + PACKET.suffix,
-    function countPackets(m: Message) {
-      const t = m.str('type', 'other');
-      if (Object.hasOwn(byType, t)) byType[t]!++;
-      else byType.other!++;
-    },
-    { identity: { metrics: 'packets' }, position: 'prepend' },
-  );
   const sample = (labels: Record<string, string>, value: number): MetricSample => ({ labels, value });
   const perSubnet = (read: (s: SubnetConfig) => number) => (): MetricSample[] =>
     config.subnets.map((s) => sample({ subnet: s.name }, read(s)));
@@ -182,7 +167,17 @@ export function dhcpMetrics(bus: Bus, server: DhcpServer, config: DhcpConfig): M
       help: 'DHCP packets received with a message type (option 53), by type; malformed and dropped ones are counted apart.',
       type: 'counter',
       labels: ['type'],
-      collect: () => Object.entries(byType).map(([type, n]) => sample({ type }, n)),
+      collect: () => {
+        const known = new Set<string>(RECEIVED_TYPES);
+        const other = Object.entries(server.core.receivedByType).reduce(
+          (a, [t, n]) => (known.has(t) ? a : a + n),
+          0,
+        );
+        return [
+          ...RECEIVED_TYPES.map((type) => sample({ type }, server.core.receivedByType[type] ?? 0)),
+          sample({ type: 'other' }, other),
+        ];
+      },
     },
     {
       name: 'metanet_dhcp_packets_malformed_total',

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { App, GatewayFacts } from '../app.js';
 import { type PortalConfig, PortalConfigSchema, parseConfig } from './config.js';
-import { portalCountsOf, portalMetrics } from './metrics.js';
+import { portalMetrics } from './metrics.js';
 import { startCaptivePortal } from './portal.js';
 
 /** The portal's gateway section: what is its own; networks, addresses and state paths come from the gateway. */
@@ -63,19 +63,14 @@ export const portalApp: App<PortalConfig> = {
   parse: (raw) => parseConfig(raw),
   async start(bus, config) {
     const portal = await startCaptivePortal(bus, config);
-    const counts = portalCountsOf(bus, portal.config.name);
     return {
       status: () => ({ sessions: portal.sessionCount(), url: portal.url }),
       close: () => portal.close(),
-      ...(counts
-        ? {
-            metrics: () =>
-              portalMetrics(counts, {
-                guestsOnline: () => portal.sessionCount(),
-                macs: (list) => portal.macs.list(list).length,
-              }),
-          }
-        : {}),
+      metrics: () =>
+        portalMetrics(portal.counts, {
+          guestsOnline: () => portal.sessionCount(),
+          macs: (list) => portal.macs.list(list).length,
+        }),
     };
   },
 };

@@ -3,7 +3,7 @@ import { isMetanetError, MetanetError } from '../../core/errors.js';
 import type { Message } from '../../core/message.js';
 import type { PortalConfig } from './config.js';
 import { defaultLimits, type LimitOverrides, limitTuples, overridesFrom, type Quota } from './lifecycle.js';
-import { PortalCounts, registerPortalCounts } from './metrics.js';
+import { PortalCounts } from './metrics.js';
 import { type Limits, type Session, type Sessions, sameSession } from './sessions.js';
 
 export const FIREWALL = '/system/firewall';
@@ -27,7 +27,6 @@ export class Guestbook {
     private readonly now: () => number = Date.now,
   ) {
     this.counts = new PortalCounts(sessions);
-    registerPortalCounts(bus, config.name, this.counts);
   }
 
   /** Post what no reply can carry on `<name>/error`. */

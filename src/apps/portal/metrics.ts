@@ -1,4 +1,3 @@
-import type { Bus } from '../../core/bus.js';
 import type { MetricFamily } from '../app.js';
 import { REASONS } from './lifecycle.js';
 import type { Sessions } from './sessions.js';
@@ -39,20 +38,6 @@ export class PortalCounts {
     }
     return { up, down };
   }
-}
-
-/** The latest guestbook's counters per bus and portal name, for the app's `metrics()`. */
-const registry = new WeakMap<Bus, Map<string, PortalCounts>>();
-
-/** Make `counts` the ones `portalCountsOf(bus, name)` gives (a new guestbook replaces the old). */
-export function registerPortalCounts(bus: Bus, name: string, counts: PortalCounts): void {
-  let m = registry.get(bus);
-  if (!m) registry.set(bus, (m = new Map()));
-  m.set(name, counts);
-}
-
-export function portalCountsOf(bus: Bus, name: string): PortalCounts | undefined {
-  return registry.get(bus)?.get(name);
 }
 
 /** What the families read besides the counters. */

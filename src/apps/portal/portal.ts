@@ -10,6 +10,7 @@ import { Guestbook } from './guestbook.js';
 import { DhcpGuests } from './guests.js';
 import { defaultLimits, Lifecycle, readCounters } from './lifecycle.js';
 import { MacLists } from './maclists.js';
+import type { PortalCounts } from './metrics.js';
 import { Sessions } from './sessions.js';
 import { attachWeb } from './web.js';
 
@@ -25,6 +26,8 @@ export interface CaptivePortal {
   readonly lifecycle: Lifecycle;
   /** Trusted and blocked MACs (maclists.ts). */
   readonly macs: MacLists;
+  /** What the portal counts for its metrics (metrics.ts). */
+  readonly counts: PortalCounts;
   /** Live sessions. */
   sessionCount(): number;
   /** Stop serving; the firewall table stays (logged-in clients keep access meanwhile). */
@@ -156,6 +159,7 @@ export async function startCaptivePortal(bus: Bus, input: PortalConfigInput): Pr
     firewall,
     lifecycle,
     macs,
+    counts: book.counts,
     get guests() {
       return guests;
     },

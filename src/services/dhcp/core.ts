@@ -135,6 +135,8 @@ export class DhcpCore {
     lookupsAnswered: 0,
     lookupsRejected: 0,
   };
+  /** Packets received with a message type, by its name (`discover`, `request`, …, `other`). */
+  readonly receivedByType: Record<string, number> = {};
   private readonly now: () => number;
   private readonly log: Logger;
   private readonly ours: Set<string>;
@@ -370,11 +372,15 @@ export class DhcpCore {
   }
 
   private announce(inb: Inbound, mac: string, type: number): void {
+    const name = TYPE_NAMES[type] ?? 'other';
+    const byType = this.receivedByType;
+    byType[name] = (byType[name] ?? 0) + 1;
+    if (!this.bus.has(DHCPD_BASE + PACKET.suffix)) return; // nobody listens: no message to build
     const p = inb.packet;
     const hostname = getOption(p, 12);
     const init: MessageInit = {
       mac,
-      type: TYPE_NAMES[type] ?? 'other',
+      type: name,
       xid: p.xid,
       ciaddr: p.ciaddr,
       giaddr: p.giaddr,
@@ -387,7 +393,7 @@ export class DhcpCore {
       'client-id': getOption(p, 61),
       option: p.options.map((o) => ({ code: o.code, data: o.data })),
     };
-    if (this.bus.has(DHCPD_BASE + PACKET.suffix)) this.bus.post(DHCPD_BASE + PACKET.suffix, init);
+    this.bus.post(DHCPD_BASE + PACKET.suffix, init);
   }
 
   /**

@@ -199,7 +199,7 @@ describe('app families read the apps’ own counters', () => {
     const server = await startDhcpServer(bus, config, { port: 0, wildcard: false, logger: silentLogger });
     try {
       const m = await GatewayMetrics.create(silentLogger);
-      m.add('dhcpd', dhcpMetrics(bus, server, config));
+      m.add('dhcpd', dhcpMetrics(server, config));
       let t = await m.text();
       expect(sample(t, 'metanet_dhcp_pool_addresses{subnet="127.0.0.0/8"}')).toBe(100);
       expect(sample(t, 'metanet_dhcp_pool_free_addresses{subnet="127.0.0.0/8"}')).toBe(100);

@@ -10,7 +10,7 @@ import {
   REASONS,
 } from '../../../src/apps/portal/lifecycle.js';
 import { MacLists } from '../../../src/apps/portal/maclists.js';
-import { portalCountsOf, portalMetrics } from '../../../src/apps/portal/metrics.js';
+import { portalMetrics } from '../../../src/apps/portal/metrics.js';
 import { Sessions } from '../../../src/apps/portal/sessions.js';
 import { attachWeb } from '../../../src/apps/portal/web.js';
 import { Bus } from '../../../src/core/bus.js';
@@ -74,9 +74,7 @@ function setup() {
   const life = new Lifecycle(book, { checkSeconds: config.idleCheckSeconds, counters, now: clock });
   const macs = new MacLists(bus, config, book, clock);
   const web = attachWeb(bus, config, book, (mac) => macs.isTrusted(mac));
-  const pc = portalCountsOf(bus, config.name);
-  if (!pc) throw new Error('no counts registered');
-  const families = portalMetrics(pc, {
+  const families = portalMetrics(book.counts, {
     guestsOnline: () => sessions.list().length,
     macs: (list) => macs.list(list).length,
   });

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { threadId } from 'node:worker_threads';
+import { ipBatch as ipBatchIn, killAll, pidsIn } from '../../../examples/netns.js';
 
 /**
  * The fairness lab: a line with a rate cap between the internet and the router, and two guests
@@ -289,47 +290,9 @@ export class FairnessLab {
   }
 }
 
-function ipBatch(ns: string | undefined, lines: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const args = [...(ns ? ['-n', ns] : []), '-batch', '-'];
-    const child = execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
-      if (!err) return resolve();
-      const n = /Command failed -:(\d+)/.exec(stderr)?.[1];
-      reject(
-        new Error(
-          `FairnessLab: ip ${args.join(' ')}${n ? `: ${lines[Number(n) - 1]}` : ''}: ${stderr.trim()}`,
-        ),
-      );
-    });
-    child.stdin?.end(`${lines.join('\n')}\n`);
-  });
-}
+const ipBatch = (ns: string | undefined, lines: readonly string[]): Promise<void> =>
+  ipBatchIn(ns, lines, 'FairnessLab');
 
-function pidsIn(ns: string): number[] {
-  try {
-    return execFileSync('ip', ['netns', 'pids', ns], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    })
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
-      .filter((p) => p !== process.pid);
-  } catch {
-    return [];
-  }
-}
-
-function killAll(ns: string): void {
-  for (const pid of pidsIn(ns))
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-}
-
-/** Remove this lab's namespaces left by processes that died without cleaning up. */
 function sweepStale(): void {
   let names: string[] = [];
   try {
