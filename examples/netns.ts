@@ -16,6 +16,7 @@ export function ipBatch(ns: string | undefined, lines: readonly string[], who = 
       const what = line ? `: ${lines[Number(line) - 1]}` : '';
       reject(new Error(`${who}: ip ${args.join(' ')}${what}: ${stderr.trim() || err.message}`));
     });
+    child.stdin?.on('error', () => {}); // EPIPE when ip stops at a failing line: reported above
     child.stdin?.end(`${lines.join('\n')}\n`);
   });
 }

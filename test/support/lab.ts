@@ -214,6 +214,8 @@ export class Lab {
           else resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr });
         },
       );
+      // EPIPE from a command that exits before reading all its input: its exit code says why
+      child.stdin?.on('error', () => {});
       if (opts.input !== undefined) child.stdin?.end(opts.input);
     });
   }

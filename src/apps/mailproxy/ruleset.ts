@@ -63,6 +63,7 @@ export function nftLoad(nft: readonly string[], script: string): Promise<void> {
             new MetanetError('ECONFIG', `mailproxy: nft refused the script (exit ${code}): ${err.trim()}`),
           ),
     );
+    child.stdin.on('error', () => {}); // EPIPE when nft (or its prefix) exits early: its exit says why
     child.stdin.end(script);
   });
 }

@@ -377,6 +377,7 @@ function loadRuleset(nft: readonly string[], text: string): Promise<void> {
         ),
       );
     });
+    child.stdin?.on('error', () => {}); // EPIPE when nft (or its prefix) exits early: reported above
     child.stdin?.end(text);
   });
 }

@@ -33,6 +33,7 @@ export function runIp(ip: readonly string[], args: readonly string[], input?: st
         else resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr });
       },
     );
+    child.stdin?.on('error', () => {}); // EPIPE from a command that exits before reading: its exit says why
     child.stdin?.end(input ?? '');
   });
 }
