@@ -62,15 +62,40 @@ export interface MetricSample {
 /** What a family's `collect` gives: one number (no labels) or one sample per label set. */
 export type MetricValue = number | readonly MetricSample[];
 
+/**
+ * One labelled histogram of a histogram family: `counts[i]` observations in bucket `i` (above
+ * bound `i - 1`, at most bound `i`), `counts[buckets.length]` those above the highest bound — not
+ * cumulative; the exposition cumulates them. `sum`: the observations summed.
+ */
+export interface HistogramSample {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly counts: readonly number[];
+  readonly sum: number;
+}
+
 /** One Prometheus metric family of an app, read at scrape time. */
-export interface MetricFamily {
+export type MetricFamily = ScalarFamily | HistogramFamily;
+
+interface FamilyBase {
   /** `metanet_<app>_…`, in base units (`_seconds`, `_bytes`); a counter's ends in `_total`. */
   readonly name: string;
   readonly help: string;
-  readonly type: 'counter' | 'gauge';
-  /** The label names of every sample (none: `collect` gives one number). Never per guest. */
+  /** The label names of every sample (none: one sample). Never per guest. */
   readonly labels?: readonly string[];
+}
+
+/** A counter or a gauge: `collect` gives one number (no labels) or one sample per label set. */
+export interface ScalarFamily extends FamilyBase {
+  readonly type: 'counter' | 'gauge';
   collect(): MetricValue | Promise<MetricValue>;
+}
+
+/** A histogram with fixed buckets, kept by the app as plain counters (`_bucket`, `_sum`, `_count`). */
+export interface HistogramFamily extends FamilyBase {
+  readonly type: 'histogram';
+  /** Upper bounds, ascending, without +Inf. */
+  readonly buckets: readonly number[];
+  collect(): readonly HistogramSample[] | Promise<readonly HistogramSample[]>;
 }
 
 /** One network of the gateway, as declared once in the config. */

@@ -298,8 +298,9 @@ program
   .command('app')
   .argument('<name>', 'dhcpd, dns, dhcp-ldap, portal or mailproxy')
   .option('-c, --config <file>', "the app's own config, or a gateway config", '/etc/metanet/gateway.json')
+  .option('--metrics <addr:port>', 'also serve Prometheus /metrics there (docs/metrics.md)')
   .description('run one app in this process (what metanet@.service does)')
-  .action(async (name: string, o: { config: string }) => {
+  .action(async (name: string, o: { config: string; metrics?: string }) => {
     const { APPS, APP_NAMES } = await import('../apps/registry.js');
     const load = APPS[name];
     if (!load) {
@@ -308,7 +309,14 @@ program
     }
     const { runApp } = await import('../apps/runner.js');
     const dir = globals().dir;
-    await runApp(await load(), { argv: ['--config', o.config, ...(dir ? ['--dir', dir] : [])] });
+    await runApp(await load(), {
+      argv: [
+        '--config',
+        o.config,
+        ...(dir ? ['--dir', dir] : []),
+        ...(o.metrics ? ['--metrics', o.metrics] : []),
+      ],
+    });
   });
 
 program

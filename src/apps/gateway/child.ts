@@ -25,6 +25,8 @@ export class AppChild {
   private resolveReady!: () => void;
   readonly ready = new Promise<void>((r) => (this.resolveReady = r));
   restarts = 0;
+  /** Between its `<name> ready` line and its exit: its daemon answers (the metrics scrape asks it then). */
+  serving = false;
 
   constructor(
     readonly name: string,
@@ -55,7 +57,10 @@ export class AppChild {
         const lines = (rest + d.toString()).split('\n');
         rest = lines.pop() ?? '';
         for (const l of lines) {
-          if (l === `${this.name} ready` || l.startsWith(`${this.name} ready `)) this.resolveReady();
+          if (l === `${this.name} ready` || l.startsWith(`${this.name} ready `)) {
+            if (c === this.child) this.serving = true;
+            this.resolveReady();
+          }
           stream.write(`[${this.name}] ${l}\n`);
         }
       };
@@ -65,6 +70,7 @@ export class AppChild {
     c.on('error', (e) => this.log.log('error', 'cannot start app process', { app: this.name, error: e }));
     c.on('exit', (code, signal) => {
       this.child = undefined;
+      this.serving = false;
       if (Date.now() - this.startedAt > 60_000) this.delay = 1000;
       const restartInMs = this.stopping ? -1 : this.delay;
       this.onExit({ app: this.name, pid: c.pid, code, signal, restartInMs });

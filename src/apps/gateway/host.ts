@@ -4,10 +4,11 @@ import { MetanetError } from '../../core/errors.js';
 import { STOP } from '../../core/listener.js';
 import type { Logger } from '../../core/log.js';
 import { type Daemon, serveDaemon } from '../../ipc/daemon.js';
-import type { AppHandle, MetricFamily, MetricSample } from '../app.js';
+import type { AppHandle, MetricFamily } from '../app.js';
+import { serveAppMetrics } from '../runner.js';
 import { AppChild, type ChildEvent } from './child.js';
 import { type GatewayConfig, type HostedApp, loadGatewayFile, type MetricsAt } from './config.js';
-import type { GatewayMetrics, MetricsServer } from './metrics.js';
+import type { AnsweredFamily, GatewayMetrics, MetricsServer } from './metrics.js';
 
 /** One running app: in this process (its own bus and socket) or in a supervised child. */
 type Running =
@@ -20,7 +21,15 @@ type Running =
       /** Its metric families, asked of it once (the first time metrics are served). */
       families?: readonly MetricFamily[];
     }
-  | { kind: 'own'; hosted: HostedApp; child: AppChild };
+  | {
+      kind: 'own';
+      hosted: HostedApp;
+      child: AppChild;
+      /** Its samples as it answered `/<app>/metrics` at this scrape (undefined: no answer). */
+      answered?: Map<string, AnsweredFamily>;
+      /** Scrapes it did not answer in time (or answered with an error). */
+      scrapeErrors: number;
+    };
 
 export interface ReloadResult {
   readonly restarted: readonly string[];
@@ -42,6 +51,8 @@ export interface Gateway {
 }
 
 const GW = '/gateway';
+/** How long a scrape waits for an app in its own process to answer `/<app>/metrics`. */
+export const OWN_APP_SCRAPE_TIMEOUT_MS = 1000;
 
 /**
  * `metanet up`: host the config's apps. Each shared app gets its own bus named after it, served on
@@ -73,7 +84,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
       const child = new AppChild(h.name, file, socketDir, log, childExit);
       // Wait for its ready line a while; a child that is slow or failing keeps being restarted.
       await Promise.race([child.ready, new Promise((r) => setTimeout(r, 30_000).unref())]);
-      return { kind: 'own', hosted: h, child };
+      return { kind: 'own', hosted: h, child, scrapeErrors: 0 };
     }
     const appBus = new Bus({ name: h.name, logger: log.child({ app: h.name }) });
     let daemon: Daemon | undefined;
@@ -81,7 +92,13 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
       // The socket first: an app reaches other daemons (the portal follows dhcpd) through it.
       daemon = await serveDaemon(appBus, { dir: socketDir, signals: false });
       const handle = await h.app.start(appBus, h.config, { dir: socketDir, log: appBus.log });
-      const r: Running = { kind: 'shared', hosted: h, bus: appBus, handle, daemon };
+      const r: Running & { kind: 'shared' } = { kind: 'shared', hosted: h, bus: appBus, handle, daemon };
+      const d = daemon;
+      serveAppMetrics(appBus, h.name, async () => {
+        const m = await import('./metrics.js');
+        r.families ??= handle.metrics?.() ?? [];
+        return [...r.families, ...m.ipcFamilies(() => [{ name: h.name, daemon: d }])];
+      });
       if (metrics) addAppMetrics(metrics.registry, r);
       return r;
     } catch (e) {
@@ -127,93 +144,95 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
   }
 
   /** The gateway's own families: each daemon's IPC, the apps' processes (docs/metrics.md). */
-  const gatewayFamilies = (): MetricFamily[] => {
-    const daemons = (): { name: string; daemon: Daemon }[] => [
+  const gatewayFamilies = (m: typeof import('./metrics.js')): MetricFamily[] => [
+    {
+      name: 'metanet_gateway_app_up',
+      help: 'An app the gateway runs: 1 while it runs (an own-process app: while its child is alive), else 0.',
+      type: 'gauge',
+      labels: ['app', 'process'],
+      collect: () =>
+        [...running.values()].map((r) => ({
+          labels: { app: r.hosted.name, process: r.kind },
+          value: r.kind === 'shared' || r.child.pid !== undefined ? 1 : 0,
+        })),
+    },
+    {
+      name: 'metanet_gateway_app_restarts_total',
+      help: 'Restarts of an app in its own process after it exited (since its last start by the gateway).',
+      type: 'counter',
+      labels: ['app'],
+      collect: () =>
+        [...running.values()].flatMap((r) =>
+          r.kind === 'own' ? [{ labels: { app: r.hosted.name }, value: r.child.restarts }] : [],
+        ),
+    },
+    {
+      name: 'metanet_gateway_app_scrape_errors_total',
+      help: `Scrapes that went without the metrics of an app in its own process: it did not answer /<app>/metrics within ${OWN_APP_SCRAPE_TIMEOUT_MS / 1000} s, or answered an error.`,
+      type: 'counter',
+      labels: ['app'],
+      collect: () =>
+        [...running.values()].flatMap((r) =>
+          r.kind === 'own' ? [{ labels: { app: r.hosted.name }, value: r.scrapeErrors }] : [],
+        ),
+    },
+    // The daemons this process serves; an own-process app's come from its answer, same names.
+    ...m.ipcFamilies(() => [
       { name: 'gateway', daemon },
       ...[...running.values()].flatMap((r) =>
         r.kind === 'shared' ? [{ name: r.hosted.name, daemon: r.daemon }] : [],
       ),
-    ];
-    const perDaemon = (read: (d: Daemon) => number) => (): MetricSample[] =>
-      daemons().map((d) => ({ labels: { daemon: d.name }, value: read(d.daemon) }));
-    const stats = (d: Daemon) => d.transport.stats;
-    return [
-      {
-        name: 'metanet_gateway_app_up',
-        help: 'An app the gateway runs: 1 while it runs (an own-process app: while its child is alive), else 0.',
-        type: 'gauge',
-        labels: ['app', 'process'],
-        collect: () =>
-          [...running.values()].map((r) => ({
-            labels: { app: r.hosted.name, process: r.kind },
-            value: r.kind === 'shared' || r.child.pid !== undefined ? 1 : 0,
-          })),
-      },
-      {
-        name: 'metanet_gateway_app_restarts_total',
-        help: 'Restarts of an app in its own process after it exited (since its last start by the gateway).',
-        type: 'counter',
-        labels: ['app'],
-        collect: () =>
-          [...running.values()].flatMap((r) =>
-            r.kind === 'own' ? [{ labels: { app: r.hosted.name }, value: r.child.restarts }] : [],
-          ),
-      },
-      {
-        name: 'metanet_ipc_frames_received_total',
-        help: "Wire-protocol frames read from the daemon's connections (docs/wire-protocol.md).",
-        type: 'counter',
-        labels: ['daemon'],
-        collect: perDaemon((d) => stats(d).framesIn),
-      },
-      {
-        name: 'metanet_ipc_frames_sent_total',
-        help: "Wire-protocol frames queued to the daemon's connections.",
-        type: 'counter',
-        labels: ['daemon'],
-        collect: perDaemon((d) => stats(d).framesOut),
-      },
-      {
-        name: 'metanet_ipc_errors_total',
-        help:
-          'IPC errors: refused = a request answered with an ERROR (the connection stays); protocol = a ' +
-          'connection closed after a protocol error or a stalled peer; slow_peer = a peer cut for not reading.',
-        type: 'counter',
-        labels: ['daemon', 'kind'],
-        collect: () =>
-          daemons().flatMap((d) => {
-            const s = stats(d.daemon);
-            return [
-              { labels: { daemon: d.name, kind: 'refused' }, value: s.refused },
-              { labels: { daemon: d.name, kind: 'protocol' }, value: s.broken },
-              { labels: { daemon: d.name, kind: 'slow_peer' }, value: s.slow },
-            ];
-          }),
-      },
-      {
-        name: 'metanet_ipc_peers',
-        help: 'Connections open now (processes and daemons connected, either direction).',
-        type: 'gauge',
-        labels: ['daemon'],
-        collect: perDaemon((d) => d.transport.peers().count),
-      },
-      {
-        name: 'metanet_ipc_queued_bytes',
-        help: "Bytes written to the daemon's connections and not yet taken by the kernel.",
-        type: 'gauge',
-        labels: ['daemon'],
-        collect: perDaemon((d) => d.transport.peers().queuedBytes),
-      },
-    ];
-  };
+    ]),
+  ];
+
+  /**
+   * Before each scrape: ask every own-process app that serves for its samples (`/<app>/metrics`,
+   * at most OWN_APP_SCRAPE_TIMEOUT_MS) and register the families it answered under its name. One
+   * that does not answer costs its own metrics only, that scrape: counted and logged.
+   */
+  async function askOwnApps(m: typeof import('./metrics.js'), registry: GatewayMetrics): Promise<void> {
+    await Promise.all(
+      [...running.values()].map(async (r) => {
+        if (r.kind !== 'own') return;
+        const app = r.hosted.name;
+        r.answered = undefined;
+        if (!r.child.serving) return; // not running (metanet_gateway_app_up says 0) or not ready yet
+        try {
+          const reply = await bus.request(
+            `${app}:${m.metricsMailbox(app)}`,
+            {},
+            { timeout: OWN_APP_SCRAPE_TIMEOUT_MS },
+          );
+          if (reply.has('error')) throw new MetanetError('EFAIL', reply.str('error'));
+          const answered = m.familiesFrom(reply);
+          r.answered = new Map(answered.map((a) => [a.family.name, a]));
+          registry.extend(
+            app,
+            answered.map((a) => m.answeredFamily(a, () => r.answered?.get(a.family.name))),
+          );
+        } catch (e) {
+          r.scrapeErrors++;
+          log.log(
+            'warn',
+            'metrics: an app in its own process did not answer; its metrics are left out of this scrape',
+            {
+              app,
+              error: e,
+            },
+          );
+        }
+      }),
+    );
+  }
 
   /** Start serving /metrics at `at`: the registry, the gateway's families and every running app's. */
   async function openMetrics(at: MetricsAt): Promise<typeof metrics> {
-    const { GatewayMetrics, serveMetrics } = await import('./metrics.js');
-    const registry = await GatewayMetrics.create(log);
-    registry.add('gateway', gatewayFamilies());
+    const m = await import('./metrics.js');
+    const registry = await m.GatewayMetrics.create(log);
+    registry.add('gateway', gatewayFamilies(m));
+    registry.beforeScrape = () => askOwnApps(m, registry);
     for (const r of running.values()) if (r.kind === 'shared') addAppMetrics(registry, r);
-    return { registry, server: await serveMetrics(registry, at, log), at };
+    return { registry, server: await m.serveMetrics(registry, at, log), at };
   }
 
   /** Apply a reloaded `metrics`: a new endpoint opens before the old one closes (one that cannot listen refuses the reload, nothing changed). */

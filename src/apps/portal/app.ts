@@ -70,6 +70,7 @@ export const portalApp: App<PortalConfig> = {
         portalMetrics(portal.counts, {
           guestsOnline: () => portal.sessionCount(),
           macs: (list) => portal.macs.list(list).length,
+          firewall: () => portal.firewall.stats(),
         }),
     };
   },

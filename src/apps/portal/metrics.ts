@@ -1,3 +1,9 @@
+import {
+  CHANGE_BUCKETS,
+  CHANGE_OPS,
+  type ChangeCount,
+  type ChangeOp,
+} from '../../services/firewall/index.js';
 import type { MetricFamily } from '../app.js';
 import { REASONS } from './lifecycle.js';
 import type { Sessions } from './sessions.js';
@@ -44,11 +50,43 @@ export class PortalCounts {
 export interface PortalGauges {
   guestsOnline(): number;
   macs(list: 'trusted' | 'blocked'): number;
+  /** The firewall's change counters (`FirewallService.stats()`); absent: no firewall families. */
+  firewall?(): Readonly<Record<ChangeOp, Readonly<ChangeCount>>>;
 }
 
-/** The portal's metric families (docs/metrics.md): no per-guest label. */
-export function portalMetrics(c: PortalCounts, g: PortalGauges): MetricFamily[] {
+/** The firewall's families (docs/metrics.md, "firewall"): change latency and errors by `op`. */
+export function firewallMetrics(
+  stats: () => Readonly<Record<ChangeOp, Readonly<ChangeCount>>>,
+): MetricFamily[] {
   return [
+    {
+      name: 'metanet_firewall_change_seconds',
+      help: "Changes nft applied to the portal's firewall, by kind, and how long each took: from the request to nft's answer.",
+      type: 'histogram',
+      labels: ['op'],
+      buckets: CHANGE_BUCKETS,
+      collect: () => {
+        const s = stats();
+        return CHANGE_OPS.map((op) => ({ labels: { op }, counts: s[op].buckets, sum: s[op].seconds }));
+      },
+    },
+    {
+      name: 'metanet_firewall_change_errors_total',
+      help: 'Changes nft refused or did not answer in time, by kind.',
+      type: 'counter',
+      labels: ['op'],
+      collect: () => {
+        const s = stats();
+        return CHANGE_OPS.map((op) => ({ labels: { op }, value: s[op].errors }));
+      },
+    },
+  ];
+}
+
+/** The portal's metric families (docs/metrics.md), its firewall's included: no per-guest label. */
+export function portalMetrics(c: PortalCounts, g: PortalGauges): MetricFamily[] {
+  const fw = g.firewall?.bind(g);
+  const families: MetricFamily[] = [
     {
       name: 'metanet_portal_guests_online',
       help: 'Guests with a live portal session.',
@@ -118,4 +156,5 @@ export function portalMetrics(c: PortalCounts, g: PortalGauges): MetricFamily[] 
       collect: () => g.macs('blocked'),
     },
   ];
+  return fw ? [...families, ...firewallMetrics(fw)] : families;
 }

@@ -42,6 +42,39 @@ export interface FirewallOptions extends RulesetOptions {
   readonly commandTimeoutMs?: number;
 }
 
+/** The kinds of change counted by `stats()`: one per mailbox that changes the table. */
+export const CHANGE_OPS = [
+  'allow',
+  'deny',
+  'smtp_open',
+  'smtp_close',
+  'garden_add',
+  'mac_add',
+  'mac_remove',
+] as const;
+export type ChangeOp = (typeof CHANGE_OPS)[number];
+
+/**
+ * Upper bounds (seconds) of the buckets changes are counted in: nft answers in 1–2 ms on a quiet
+ * router, 5–80 ms at p99 under load (docs/services/firewall.md, "Firewall open latency").
+ */
+export const CHANGE_BUCKETS: readonly number[] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1];
+
+/** Counts of one kind of change since the service was installed (docs/services/firewall.md). */
+export interface ChangeCount {
+  /** Changes nft applied (a request that needed no change, e.g. a MAC already listed, is not one). */
+  count: number;
+  /** Changes nft refused or did not answer in time (the request got an error). */
+  errors: number;
+  /** Seconds spent on the applied ones: from the request to nft's answer (its marker line). */
+  seconds: number;
+  /**
+   * The applied ones by duration: `buckets[i]` took more than CHANGE_BUCKETS[i - 1] and at most
+   * CHANGE_BUCKETS[i] seconds; the last, more than the highest bound. Not cumulative.
+   */
+  buckets: number[];
+}
+
 export interface FirewallService {
   readonly name: string;
   readonly table: string;
@@ -49,6 +82,8 @@ export interface FirewallService {
   readonly ruleset: string;
   /** PID of the long-lived nft process (for tests and diagnostics). */
   nftPid(): number | undefined;
+  /** Changes by kind since install: plain counters, read by the owner's metrics. */
+  stats(): Readonly<Record<ChangeOp, Readonly<ChangeCount>>>;
   /** Detach the mailboxes and stop nft. The table stays (clients keep access) unless `removeTable`. */
   close(opts?: { removeTable?: boolean }): Promise<void>;
 }
@@ -132,6 +167,29 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
   const reply = (ctx: Context, init: MessageInit): void => {
     if (ctx.replyTo) ctx.reply(init).catch(() => {});
   };
+  const changes = Object.fromEntries(
+    CHANGE_OPS.map((op) => [
+      op,
+      { count: 0, errors: 0, seconds: 0, buckets: CHANGE_BUCKETS.map(() => 0).concat(0) },
+    ]),
+  ) as Record<ChangeOp, ChangeCount>;
+  /** Run the nft part of a request as one counted change of kind `op`; its duration in ms. */
+  const counted = async (op: ChangeOp, since: number, run: () => Promise<unknown>): Promise<number> => {
+    try {
+      await run();
+    } catch (e) {
+      changes[op].errors++;
+      throw e;
+    }
+    const ms = performance.now() - since;
+    const c = changes[op];
+    c.count++;
+    c.seconds += ms / 1000;
+    let i = 0;
+    while (i < CHANGE_BUCKETS.length && ms / 1000 > CHANGE_BUCKETS[i]!) i++;
+    c.buckets[i]!++;
+    return ms;
+  };
   const authKey = (ip: string, mac: string): string => `${ip} . ${mac}`;
   const smtpKey = (c: string, s: string, p: number): string => `${c} . ${s} . ${p}`;
 
@@ -177,15 +235,17 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       // The address now belongs to this MAC: a binding to another MAC is stale, and so is the
       // address's download counter (it counted for the other device).
       const stale = state.clients.filter((c) => c.ip === ip && c.mac !== mac);
-      for (const old of stale)
-        await change(`delete element inet ${t} ${authSet(family)} { ${authKey(old.ip, old.mac)} }`, true);
-      if (stale.length > 0) await change(`delete element inet ${t} ${downSet(family)} { ${ip} }`, true);
-      // Both sets in one line: one nft transaction. Adding again refreshes the timeouts, keeps the counters.
-      await change(
-        `add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }; ` +
-          `add element inet ${t} ${downSet(family)} { ${ip} timeout ${timeout}s }`,
-      );
-      const latency = performance.now() - start; // until nft answered (its marker line)
+      // until nft answered (its marker line)
+      const latency = await counted('allow', start, async () => {
+        for (const old of stale)
+          await change(`delete element inet ${t} ${authSet(family)} { ${authKey(old.ip, old.mac)} }`, true);
+        if (stale.length > 0) await change(`delete element inet ${t} ${downSet(family)} { ${ip} }`, true);
+        // Both sets in one line: one nft transaction. Adding again refreshes the timeouts, keeps the counters.
+        await change(
+          `add element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} timeout ${timeout}s }; ` +
+            `add element inet ${t} ${downSet(family)} { ${ip} timeout ${timeout}s }`,
+        );
+      });
       state.clients = state.clients.filter((c) => c.ip !== ip);
       state.clients.push({ ip, mac, timeout, expiresAt: Date.now() + timeout * 1000 });
       save();
@@ -193,31 +253,39 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       return STOP;
     },
     '/deny': async (m, ctx) => {
+      const start = performance.now();
       const ip = canonicalIp(m.str('ip'), `${name}/deny ip`);
       const family = familyOf(ip, `${name}/deny ip`);
       const mac = macOf(m.str('mac'), `${name}/deny mac`);
-      const a = await change(`delete element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} }`, true);
-      state.clients = state.clients.filter((c) => !(c.ip === ip && c.mac === mac));
-      if (!state.clients.some((c) => c.ip === ip)) {
-        await change(`delete element inet ${t} ${downSet(family)} { ${ip} }`, true);
-        for (const s of state.smtp.filter((x) => x.client === ip))
-          await change(
-            `delete element inet ${t} ${SETS.smtp4} { ${smtpKey(s.client, s.server, s.port)} }`,
-            true,
-          );
-        state.smtp = state.smtp.filter((x) => x.client !== ip);
-      }
+      let removed = false;
+      await counted('deny', start, async () => {
+        const a = await change(`delete element inet ${t} ${authSet(family)} { ${authKey(ip, mac)} }`, true);
+        removed = !a.missing;
+        state.clients = state.clients.filter((c) => !(c.ip === ip && c.mac === mac));
+        if (!state.clients.some((c) => c.ip === ip)) {
+          await change(`delete element inet ${t} ${downSet(family)} { ${ip} }`, true);
+          for (const s of state.smtp.filter((x) => x.client === ip))
+            await change(
+              `delete element inet ${t} ${SETS.smtp4} { ${smtpKey(s.client, s.server, s.port)} }`,
+              true,
+            );
+          state.smtp = state.smtp.filter((x) => x.client !== ip);
+        }
+      });
       save();
-      reply(ctx, { ip, mac, removed: !a.missing });
+      reply(ctx, { ip, mac, removed });
       return STOP;
     },
     '/smtp/open': async (m, ctx) => {
+      const start = performance.now();
       const client = ipv4(m.str('client'), `${name}/smtp/open client`);
       const server = ipv4(m.str('server'), `${name}/smtp/open server`);
       const port = portOf(m.int('port', 25), `${name}/smtp/open`);
       const timeout = timeoutOf(m.int('timeout'), `${name}/smtp/open`);
-      await change(
-        `add element inet ${t} ${SETS.smtp4} { ${smtpKey(client, server, port)} timeout ${timeout}s }`,
+      await counted('smtp_open', start, () =>
+        change(
+          `add element inet ${t} ${SETS.smtp4} { ${smtpKey(client, server, port)} timeout ${timeout}s }`,
+        ),
       );
       state.smtp = state.smtp.filter((s) => !(s.client === client && s.server === server && s.port === port));
       state.smtp.push({ client, server, port, timeout, expiresAt: Date.now() + timeout * 1000 });
@@ -226,19 +294,23 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       return STOP;
     },
     '/smtp/close': async (m, ctx) => {
+      const start = performance.now();
       const client = ipv4(m.str('client'), `${name}/smtp/close client`);
       const server = ipv4(m.str('server'), `${name}/smtp/close server`);
       const port = portOf(m.int('port', 25), `${name}/smtp/close`);
-      const a = await change(
-        `delete element inet ${t} ${SETS.smtp4} { ${smtpKey(client, server, port)} }`,
-        true,
-      );
+      let removed = false;
+      await counted('smtp_close', start, async () => {
+        removed = !(
+          await change(`delete element inet ${t} ${SETS.smtp4} { ${smtpKey(client, server, port)} }`, true)
+        ).missing;
+      });
       state.smtp = state.smtp.filter((s) => !(s.client === client && s.server === server && s.port === port));
       save();
-      reply(ctx, { client, server, port, removed: !a.missing });
+      reply(ctx, { client, server, port, removed });
       return STOP;
     },
     '/garden/add': async (m, ctx) => {
+      const start = performance.now();
       const timeout = timeoutOf(m.int('timeout'), `${name}/garden/add`);
       const now = Date.now();
       const expiresAt = now + timeout * 1000;
@@ -251,13 +323,15 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
         return ips.indexOf(ip) === i && (!had || expiresAt > had.expiresAt + slack);
       });
       if (fresh.length > 0) {
-        await change(
-          fresh
-            .map(
-              (ip) =>
-                `add element inet ${t} ${gardenDnsSet(familyOf(ip, 'ip'))} { ${ip} timeout ${timeout}s }`,
-            )
-            .join('; '),
+        await counted('garden_add', start, () =>
+          change(
+            fresh
+              .map(
+                (ip) =>
+                  `add element inet ${t} ${gardenDnsSet(familyOf(ip, 'ip'))} { ${ip} timeout ${timeout}s }`,
+              )
+              .join('; '),
+          ),
         );
         state.garden = state.garden.filter((g) => !fresh.includes(g.ip));
         for (const ip of fresh) state.garden.push({ ip, timeout, expiresAt });
@@ -267,11 +341,12 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       return STOP;
     },
     '/mac/add': async (m, ctx) => {
+      const start = performance.now();
       const list = macList(m.str('list'), `${name}/mac/add`);
       const mac = macOf(m.str('mac'), `${name}/mac/add mac`);
       const had = state[list].includes(mac);
       if (!had) {
-        await change(`add element inet ${t} ${SETS[list]} { ${mac} }`);
+        await counted('mac_add', start, () => change(`add element inet ${t} ${SETS[list]} { ${mac} }`));
         state[list] = [...state[list], mac];
         save();
       }
@@ -279,13 +354,17 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
       return STOP;
     },
     '/mac/remove': async (m, ctx) => {
+      const start = performance.now();
       const list = macList(m.str('list'), `${name}/mac/remove`);
       const mac = macOf(m.str('mac'), `${name}/mac/remove mac`);
-      const a = await change(`delete element inet ${t} ${SETS[list]} { ${mac} }`, true);
+      let removed = false;
+      await counted('mac_remove', start, async () => {
+        removed = !(await change(`delete element inet ${t} ${SETS[list]} { ${mac} }`, true)).missing;
+      });
       const had = state[list].includes(mac);
       state[list] = state[list].filter((x) => x !== mac);
       if (had) save();
-      reply(ctx, { list, mac, removed: !a.missing });
+      reply(ctx, { list, mac, removed });
       return STOP;
     },
     '/clients': async (_m, ctx) => {
@@ -343,6 +422,7 @@ export async function installFirewallService(bus: Bus, opts: FirewallOptions): P
     table: t,
     ruleset,
     nftPid: () => shell.pid,
+    stats: () => changes,
     async close(c = {}) {
       if (closed) return;
       closed = true;

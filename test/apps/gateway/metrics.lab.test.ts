@@ -120,6 +120,16 @@ describe.skipIf(!ok)('gateway lab: /metrics of metanet up', () => {
     // logged in, the guest may reach the router: the endpoint itself refuses its network
     expect((await lab.curl(lab.ns.guest1, METRICS)).code).toBeLessThan(0);
     expect((await lab.curl(lab.ns.guest1, `http://${ADDR.guest}:9100/metrics`)).code).toBeLessThan(0);
-    expect(sample(await scrape(), 'metanet_gateway_app_up{app="dhcpd",process="shared"}')).toBe(1);
+    const text = await scrape();
+    expect(sample(text, 'metanet_gateway_app_up{app="dhcpd",process="shared"}')).toBe(1);
+    // the login's firewall change, counted by the firewall the portal owns, and its latency
+    expect(sample(text, 'metanet_firewall_change_seconds_count{op="allow"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'metanet_firewall_change_seconds_bucket{op="allow",le="+Inf"}')).toBe(
+      sample(text, 'metanet_firewall_change_seconds_count{op="allow"}'),
+    );
+    expect(sample(text, 'metanet_firewall_change_seconds_sum{op="allow"}')).toBeGreaterThan(0);
+    expect(sample(text, 'metanet_firewall_change_errors_total{op="allow"}')).toBe(0);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(`${check.stdout}${check.stderr}`).toBe('');
   });
 });

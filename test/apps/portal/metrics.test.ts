@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { MetricFamily, MetricValue } from '../../../src/apps/app.js';
 import { parseConfig } from '../../../src/apps/portal/config.js';
@@ -10,13 +11,19 @@ import {
   REASONS,
 } from '../../../src/apps/portal/lifecycle.js';
 import { MacLists } from '../../../src/apps/portal/maclists.js';
-import { portalMetrics } from '../../../src/apps/portal/metrics.js';
+import { firewallMetrics, portalMetrics } from '../../../src/apps/portal/metrics.js';
 import { Sessions } from '../../../src/apps/portal/sessions.js';
 import { attachWeb } from '../../../src/apps/portal/web.js';
 import { Bus } from '../../../src/core/bus.js';
 import { STOP } from '../../../src/core/listener.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { Message } from '../../../src/core/message.js';
+import {
+  CHANGE_BUCKETS,
+  CHANGE_OPS,
+  type ChangeCount,
+  type ChangeOp,
+} from '../../../src/services/firewall/index.js';
 
 /**
  * The portal's metric families, in process: the real guestbook, web part and lifecycle on a real
@@ -141,7 +148,24 @@ function setup() {
 /** Every family's value now: `name` or `name{label="v"}` → number. */
 async function scrape(families: readonly MetricFamily[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
+  const labelText = (labels: Readonly<Record<string, string>>): string =>
+    Object.entries(labels)
+      .map(([k, x]) => `${k}="${x}"`)
+      .join(',');
   for (const f of families) {
+    if (f.type === 'histogram') {
+      for (const s of await f.collect()) {
+        const l = labelText(s.labels);
+        let total = 0;
+        for (const [i, le] of [...f.buckets.map(String), '+Inf'].entries()) {
+          total += s.counts[i] ?? 0;
+          out[`${f.name}_bucket{${l},le="${le}"}`] = total;
+        }
+        out[`${f.name}_sum{${l}}`] = s.sum;
+        out[`${f.name}_count{${l}}`] = total;
+      }
+      continue;
+    }
     const v: MetricValue = await f.collect();
     if (typeof v === 'number') out[f.name] = v;
     else
@@ -271,6 +295,58 @@ describe('the portal’s metric families', () => {
     } finally {
       t.web.close();
       await t.bus.settled();
+    }
+  });
+});
+
+describe('the firewall’s families, exported by the portal that owns it', () => {
+  it('a latency histogram and errors by op, read from the service’s counters at each scrape', async () => {
+    const stats = Object.fromEntries(
+      CHANGE_OPS.map((op) => [
+        op,
+        { count: 0, errors: 0, seconds: 0, buckets: CHANGE_BUCKETS.map(() => 0).concat(0) },
+      ]),
+    ) as Record<ChangeOp, ChangeCount>;
+    const families = firewallMetrics(() => stats);
+    expect(families.map((f) => [f.name, f.type, f.labels])).toEqual([
+      ['metanet_firewall_change_seconds', 'histogram', ['op']],
+      ['metanet_firewall_change_errors_total', 'counter', ['op']],
+    ]);
+    let m = await scrape(families);
+    for (const op of CHANGE_OPS) {
+      expect(m[`metanet_firewall_change_seconds_count{op="${op}"}`]).toBe(0);
+      expect(m[`metanet_firewall_change_errors_total{op="${op}"}`]).toBe(0);
+    }
+    // three allows: 1.5 ms, 1.8 ms, 40 ms; one deny refused
+    stats.allow.count = 3;
+    stats.allow.seconds = 0.0433;
+    stats.allow.buckets[1] = 2; // (0.001, 0.002]
+    stats.allow.buckets[5] = 1; // (0.02, 0.05]
+    stats.deny.errors = 1;
+    m = await scrape(families);
+    expect(m['metanet_firewall_change_seconds_bucket{op="allow",le="0.001"}']).toBe(0);
+    expect(m['metanet_firewall_change_seconds_bucket{op="allow",le="0.002"}']).toBe(2);
+    expect(m['metanet_firewall_change_seconds_bucket{op="allow",le="0.02"}']).toBe(2);
+    expect(m['metanet_firewall_change_seconds_bucket{op="allow",le="0.05"}']).toBe(3);
+    expect(m['metanet_firewall_change_seconds_bucket{op="allow",le="+Inf"}']).toBe(3);
+    expect(m['metanet_firewall_change_seconds_count{op="allow"}']).toBe(3);
+    expect(m['metanet_firewall_change_seconds_sum{op="allow"}']).toBe(0.0433);
+    expect(m['metanet_firewall_change_errors_total{op="deny"}']).toBe(1);
+    const doc = readFileSync(new URL('../../../docs/metrics.md', import.meta.url), 'utf8');
+    for (const f of families) expect(doc, f.name).toContain(`| \`${f.name}\` |`);
+    for (const op of CHANGE_OPS) expect(doc, op).toContain(`\`${op}\``);
+
+    // the portal's list carries them when its firewall's counters are given, not otherwise
+    const { book, web } = setup();
+    try {
+      const gauges = { guestsOnline: () => 0, macs: () => 0 };
+      expect(portalMetrics(book.counts, gauges).some((f) => f.name.startsWith('metanet_firewall_'))).toBe(
+        false,
+      );
+      const withFw = portalMetrics(book.counts, { ...gauges, firewall: () => stats });
+      expect(withFw.filter((f) => f.name.startsWith('metanet_firewall_'))).toHaveLength(2);
+    } finally {
+      web.close();
     }
   });
 });

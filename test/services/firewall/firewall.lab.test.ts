@@ -7,6 +7,8 @@ import { Bus } from '../../../src/core/bus.js';
 import { silentLogger } from '../../../src/core/log.js';
 import type { Message } from '../../../src/core/message.js';
 import {
+  CHANGE_BUCKETS,
+  CHANGE_OPS,
   closeConnections,
   type FirewallService,
   installFirewallService,
@@ -384,7 +386,38 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     expect((await ruleset()).nftables.some((x) => x.chain?.table === 'system')).toBe(true);
   });
 
+  it('counts the changes nft applied, by kind, with their seconds (stats(), the metrics source)', async () => {
+    const before = structuredClone(fw.stats());
+    const m = '02:00:00:00:78:01';
+    await bus.request('/fw/mac/add', { list: 'trusted', mac: m });
+    await bus.request('/fw/mac/add', { list: 'trusted', mac: m }); // listed already: no change
+    await bus.request('/fw/mac/remove', { list: 'trusted', mac: m });
+    await bus.request('/fw/allow', { ip: '10.77.0.78', mac: m, timeout: 60 });
+    await bus.request('/fw/deny', { ip: '10.77.0.78', mac: m });
+    await bus.request('/fw/deny', { ip: '10.77.0.78', mac: m }); // gone already: still one change asked of nft
+    await bus.request('/fw/smtp/open', { client: '10.77.0.78', server: lab.inetIp, timeout: 60 });
+    await bus.request('/fw/smtp/close', { client: '10.77.0.78', server: lab.inetIp });
+    const after = fw.stats();
+    const delta = (op: keyof typeof after) => after[op].count - before[op].count;
+    expect({
+      allow: delta('allow'),
+      deny: delta('deny'),
+      mac_add: delta('mac_add'),
+      mac_remove: delta('mac_remove'),
+      smtp_open: delta('smtp_open'),
+      smtp_close: delta('smtp_close'),
+      garden_add: delta('garden_add'),
+    }).toEqual({ allow: 1, deny: 2, mac_add: 1, mac_remove: 1, smtp_open: 1, smtp_close: 1, garden_add: 0 });
+    for (const op of ['allow', 'deny', 'mac_add'] as const) {
+      expect(after[op].seconds).toBeGreaterThan(before[op].seconds);
+      expect(after[op].errors).toBe(before[op].errors);
+    }
+    for (const op of CHANGE_OPS) expect(after[op].buckets.reduce((x, y) => x + y, 0)).toBe(after[op].count);
+    expect(errors).toEqual([]);
+  });
+
   it('firewall open latency: allow sent → nft echo line, over 200 allows', async () => {
+    const allowsBefore = structuredClone(fw.stats().allow);
     const echo: number[] = [];
     const roundTrip: number[] = [];
     for (let i = 0; i < 200; i++) {
@@ -400,6 +433,21 @@ describe.skipIf(!ok)('firewall service against real nftables in a lab', () => {
     const line = `firewall open latency over 200 allows: echo p50 ${pct(echo, 50).toFixed(2)} ms, p99 ${pct(echo, 99).toFixed(2)} ms; request round trip p50 ${pct(roundTrip, 50).toFixed(2)} ms, p99 ${pct(roundTrip, 99).toFixed(2)} ms`;
     console.log(line);
     expect((await clients()).length).toBe(202);
+    // the counters behind metanet_firewall_change_seconds (_count, _sum): the replies' latencies, summed
+    const allows = fw.stats().allow;
+    expect(allows.count - allowsBefore.count).toBe(200);
+    // each in the bucket of its latency
+    const bucketOf = (ms: number): number => {
+      const i = CHANGE_BUCKETS.findIndex((b) => ms / 1000 <= b);
+      return i < 0 ? CHANGE_BUCKETS.length : i;
+    };
+    const expected = CHANGE_BUCKETS.map(() => 0).concat(0);
+    for (const ms of echo) expected[bucketOf(ms)]!++;
+    expect(allows.buckets.map((n, i) => n - allowsBefore.buckets[i]!)).toEqual(expected);
+    expect((allows.seconds - allowsBefore.seconds) * 1000).toBeCloseTo(
+      echo.reduce((x, y) => x + y, 0),
+      3,
+    );
     expect(pct(echo, 50)).toBeLessThan(50);
   });
 });
