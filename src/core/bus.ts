@@ -1,28 +1,34 @@
+/**
+ * The bus: a namespace of mailboxes, each with an ordered chain of listeners, and the loop that
+ * delivers messages to them. By concern:
+ *   delivery.ts      the queue and the chain walks (verdicts, async, timeouts, errors, undelivered)
+ *   reply.ts         wait() and request/reply
+ *   introspection.ts mailboxes(), taps
+ *   bus.ts           the namespace (create, listen, remove), sending, timers, remote, close
+ * See docs/core.md for the rules.
+ */
+import { Delivery, Dispatcher, ListenerContext } from './delivery.js';
 import { MetanetError } from './errors.js';
-import {
-  CONTINUE,
-  type Context,
-  type Listener,
-  type ListenerFailure,
-  type ListenerHandle,
-  type ListenerInfo,
-  type ListenerResult,
-  type ListenOptions,
-  type SendResult,
-  STOP,
+import { addTap, describeAll, removeTap, type Tap } from './introspection.js';
+import type {
+  Listener,
+  ListenerHandle,
+  ListenerInfo,
+  ListenerResult,
+  ListenOptions,
+  SendResult,
 } from './listener.js';
 import { createLogger, type Logger } from './log.js';
 import { type Attached, Mailbox, type MailboxInfo } from './mailbox.js';
-import { Message, type MessageInit, type Tuple } from './message.js';
+import { Message, type MessageInit } from './message.js';
 import { type Address, checkPath, formatAddress, parseAddress } from './path.js';
+import { PendingReply, type RequestOptions, type WaitOptions, waitFor } from './reply.js';
 import { type Timer, Timers } from './timers.js';
 import type { Transport } from './transport.js';
 
-/** Well-known mailboxes of every bus. */
-export const UNDELIVERED = '/system/undelivered';
-export const ERRORS = '/system/error';
-/** The tag that carries the address a reply goes to. */
-export const REPLY_TO = 'reply-to';
+export { ERRORS, REPLY_TO, UNDELIVERED } from './delivery.js';
+export type { Tap } from './introspection.js';
+export type { RequestOptions, WaitOptions } from './reply.js';
 
 export interface BusOptions {
   /** The daemon name; `name:/path` addresses with this name are local. */
@@ -36,135 +42,17 @@ export interface MailboxOptions {
   readonly serial?: boolean;
 }
 
-export interface WaitOptions {
-  /** Tuples the message must contain, or a predicate. */
-  readonly match?: MessageInit | ((m: Message) => boolean);
-  /** Milliseconds; default 30000. `Infinity` waits forever. */
-  readonly timeout?: number;
-  readonly signal?: AbortSignal;
-}
-
-export interface RequestOptions {
-  /** Milliseconds; default 5000. */
-  readonly timeout?: number;
-}
-
-/** One message on its way down one mailbox's chain. */
-class Delivery {
-  next = 0;
-  ran = 0;
-  stoppedBy: ListenerInfo | undefined;
-  errors: ListenerFailure[] | undefined;
-  timedOut: ListenerInfo[] | undefined;
-  chain: readonly Attached[] = [];
-  constructor(
-    readonly bus: Bus,
-    readonly mb: Mailbox | undefined,
-    readonly path: string,
-    readonly msg: Message,
-    readonly done: ((r: SendResult) => void) | undefined,
-  ) {}
-
-  result(): SendResult {
-    return {
-      mailbox: this.path,
-      delivered: this.ran > 0,
-      listeners: this.ran,
-      stopped: this.stoppedBy !== undefined,
-      stoppedBy: this.stoppedBy,
-      errors: this.errors ?? [],
-      timedOut: this.timedOut ?? [],
-    };
-  }
-}
-
-class ListenerContext implements Context {
-  constructor(
-    private readonly d: Delivery,
-    readonly listener: ListenerInfo,
-  ) {}
-  get mailbox(): string {
-    return this.d.path;
-  }
-  get replyTo(): string | undefined {
-    const t = this.d.msg.get(REPLY_TO);
-    return t?.type === 'str' ? t.value : undefined;
-  }
-  reply(init?: MessageInit): Promise<SendResult> {
-    const to = this.replyTo;
-    if (to === undefined) {
-      // The sender decides whether a message has a reply-to: a listener that does not await its
-      // reply must not crash the daemon over it. Logged; awaiting still sees the error.
-      const e = new MetanetError(
-        'ENOTUPLE',
-        `cannot reply: the message to ${this.d.path} has no "${REPLY_TO}" tuple`,
-      );
-      const p = Promise.reject(e);
-      p.catch(() => this.d.bus.log.log('warn', e.message, { mailbox: this.d.path }));
-      return p;
-    }
-    return this.send(to, init);
-  }
-  /**
-   * Sends from listeners are often not awaited (`void ctx.reply(…)`): a failure (the asker went
-   * away) is then logged instead of becoming an unhandled rejection that would end the process.
-   * Awaiting the promise still sees the error.
-   */
-  send(address: string, init?: MessageInit): Promise<SendResult> {
-    const p = this.d.bus.send(address, init);
-    p.catch((e: unknown) =>
-      this.d.bus.log.log('debug', 'send from a listener failed', {
-        mailbox: this.d.path,
-        to: address,
-        error: errorText(e),
-      }),
-    );
-    return p;
-  }
-}
-
-/** A monitor of all local traffic: path, message, and whether the mailbox has listeners. */
-export type Tap = (path: string, msg: Message, listened: boolean) => void;
-
-/** Passed to listeners that declare no context parameter (they cannot reach it): saves an allocation per call. */
-const NO_CONTEXT = undefined as unknown as Context;
-const TIMED_OUT = Symbol('timed out');
-
-function isThenable(x: unknown): x is PromiseLike<ListenerResult> {
-  return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/**
- * The bus: a namespace of mailboxes, each with an ordered chain of listeners, and the loop that
- * delivers messages to them. See docs/core.md for the rules (ordering, verdicts, async, errors).
- */
-export class Bus {
+export class Bus extends Dispatcher {
   readonly name: string | undefined;
-  readonly log: Logger;
-  private readonly boxes = new Map<string, Mailbox>();
-  /**
-   * Two slots per queued message: a Delivery and `undefined` (from send), or a Mailbox and the
-   * Message (from post: no Delivery is allocated unless the chain needs one).
-   */
-  private queue: (Delivery | Mailbox | Message | undefined)[] = [];
-  private scheduled: NodeJS.Immediate | undefined;
   private nextId = 1;
-  private closed = false;
   private readonly timers: Timers;
   private readonly transports: Transport[] = [];
-  private taps: Tap[] = [];
   private readonly waiters = new Set<(e: Error) => void>();
   private readonly replies = new Set<PendingReply>();
-  private inflight = 0;
-  private idle: (() => void)[] = [];
 
   constructor(options: BusOptions = {}) {
+    super(options.logger ?? createLogger(options.name ? { daemon: options.name } : {}));
     this.name = options.name;
-    this.log = options.logger ?? createLogger(options.name ? { daemon: options.name } : {});
     this.timers = new Timers((e) => this.reportError('(timer)', undefined, e));
   }
 
@@ -179,6 +67,7 @@ export class Bus {
     const mb = new Mailbox(path, Message.from(options.tuples), options.serial ?? false);
     if (old) mb.chain = old.chain;
     this.boxes.set(path, mb);
+    this.forget();
     return mb.info();
   }
 
@@ -188,6 +77,7 @@ export class Bus {
     if (!mb) return false;
     mb.removeAll();
     this.boxes.delete(path);
+    this.forget();
     return true;
   }
 
@@ -202,7 +92,7 @@ export class Bus {
 
   /** … or all of them, sorted by path. */
   mailboxes(): MailboxInfo[] {
-    return [...this.boxes.values()].map((m) => m.info()).sort((a, b) => (a.path < b.path ? -1 : 1));
+    return describeAll(this.boxes);
   }
 
   // ---- listeners -------------------------------------------------------------------------
@@ -227,6 +117,7 @@ export class Bus {
     if (!mb) {
       mb = new Mailbox(path, Message.empty, false);
       this.boxes.set(path, mb);
+      this.forget();
     }
     const attached: Attached = {
       info: {
@@ -241,6 +132,7 @@ export class Bus {
       fn,
       wantsContext: fn.length >= 2,
       removed: false,
+      settle: undefined,
     };
     mb.insert(attached, options.position);
     const box = mb;
@@ -309,13 +201,35 @@ export class Bus {
 
   /** Fire-and-forget send: like send() without the result promise (cheaper on hot paths). */
   post(address: string, init?: MessageInit): void {
+    // Small enough to be inlined at the caller: the mailbox of the last post, a built message.
+    // (The cache is forgotten when a mailbox comes or goes, a tap is added, or the bus closes.)
+    // `constructor ===`, not `instanceof`: against an imported class V8 cannot fold instanceof
+    // and calls its generic builtin (in-process A/B under tsx: 1.8x the posts per CPU second).
+    // A subclass of Message takes postAny's instanceof: same result, slower.
+    if (address === this.lastPath && init != null && init.constructor === Message) {
+      const q = this.queue;
+      const n = this.queued;
+      q[n] = this.lastBox;
+      q[n + 1] = init as Message;
+      this.queued = n + 2;
+      if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+      return;
+    }
+    this.postAny(address, init);
+  }
+
+  private postAny(address: string, init?: MessageInit): void {
     if (this.closed) throw new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`);
     const mb = address.charCodeAt(0) === 47 /* '/' */ ? this.boxes.get(address) : undefined;
     if (mb !== undefined) {
       const m = init instanceof Message ? init : Message.from(init);
       if (this.taps.length > 0) for (const t of this.taps) t(address, m, mb.chain.length > 0);
-      this.queue.push(mb, m);
-      this.inflight++;
+      else {
+        this.lastPath = address;
+        this.lastBox = mb;
+      }
+      this.queue[this.queued++] = mb;
+      this.queue[this.queued++] = m;
       if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
       return;
     }
@@ -347,246 +261,6 @@ export class Bus {
     this.enqueue(checkPath(path), m, done);
   }
 
-  private enqueue(path: string, m: Message, done: ((r: SendResult) => void) | undefined): void {
-    this.push(new Delivery(this, this.boxes.get(path), path, m, done));
-  }
-
-  private push(d: Delivery): void {
-    if (this.taps.length > 0)
-      for (const t of this.taps) t(d.path, d.msg, d.mb !== undefined && d.mb.chain.length > 0);
-    this.queue.push(d, undefined);
-    this.inflight++;
-    if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
-  }
-
-  /**
-   * Deliver what is queued now instead of at the next turn of the loop. For I/O layers at the
-   * end of an I/O callback (the IPC layer after a read): it saves a loop iteration per message
-   * and keeps every ordering rule — nothing runs before `send()` returns.
-   */
-  deliverQueued(): void {
-    if (this.scheduled === undefined) return;
-    clearImmediate(this.scheduled);
-    this.drain();
-  }
-
-  /** Runs once per loop turn: delivers what was queued before it started (later sends wait a turn). */
-  private readonly drain = (): void => {
-    this.scheduled = undefined;
-    const q = this.queue;
-    this.queue = [];
-    for (let i = 0; i < q.length; i += 2) {
-      const a = q[i];
-      if (a instanceof Delivery) this.start(a);
-      else this.fast(a as Mailbox, q[i + 1] as Message);
-    }
-  };
-
-  /**
-   * A posted message: walk a chain of synchronous, context-free listeners without allocating a
-   * Delivery; at anything else (a context, a promise, a verdict, an error, nobody listening, a
-   * serial mailbox) take a Delivery from where the walk is and go on the general way.
-   */
-  private fast(mb: Mailbox, m: Message): void {
-    const chain = mb.chain;
-    let ran = 0;
-    if (!mb.serial)
-      for (let i = 0; i < chain.length; i++) {
-        const a = chain[i]!;
-        if (a.removed) continue;
-        if (a.wantsContext) {
-          this.run(this.resume(mb, m, chain, i, ran));
-          return;
-        }
-        let r: unknown;
-        try {
-          r = a.fn(m, NO_CONTEXT);
-        } catch (e) {
-          const d = this.resume(mb, m, chain, i + 1, ran + 1);
-          this.failed(d, a.info, e);
-          this.run(d);
-          return;
-        }
-        ran++;
-        if (r === undefined || r === CONTINUE) continue;
-        const d = this.resume(mb, m, chain, i + 1, ran);
-        if (isThenable(r)) void this.runAsync(d, a.info, r);
-        else if (this.verdict(d, a.info, r)) this.finish(d);
-        else this.run(d);
-        return;
-      }
-    if (ran === 0) {
-      this.start(new Delivery(this, mb, mb.path, m, undefined));
-      return;
-    }
-    this.inflight--;
-    if (this.inflight === 0 && this.idle.length) for (const f of this.idle.splice(0)) f();
-  }
-
-  private resume(mb: Mailbox, m: Message, chain: readonly Attached[], next: number, ran: number): Delivery {
-    const d = new Delivery(this, mb, mb.path, m, undefined);
-    d.chain = chain;
-    d.next = next;
-    d.ran = ran;
-    return d;
-  }
-
-  private start(d: Delivery): void {
-    const mb = d.mb;
-    if (mb === undefined || mb.chain.length === 0) {
-      this.finish(d);
-      return;
-    }
-    if (mb.serial) {
-      if (mb.busy) {
-        mb.backlog.push(() => this.start(d));
-        return;
-      }
-      mb.busy = true;
-    }
-    d.chain = mb.chain;
-    this.run(d);
-  }
-
-  /** Walk the chain synchronously; at the first listener that returns a promise, hand over to runAsync. */
-  private run(d: Delivery): void {
-    const chain = d.chain;
-    while (d.next < chain.length) {
-      const a = chain[d.next++]!;
-      if (a.removed) continue;
-      d.ran++;
-      let r: unknown;
-      try {
-        r = a.wantsContext ? a.fn(d.msg, new ListenerContext(d, a.info)) : a.fn(d.msg, NO_CONTEXT);
-      } catch (e) {
-        this.failed(d, a.info, e);
-        continue;
-      }
-      if (r === undefined || r === CONTINUE) continue;
-      if (isThenable(r)) {
-        void this.runAsync(d, a.info, r);
-        return;
-      }
-      if (this.verdict(d, a.info, r)) break;
-    }
-    this.finish(d);
-  }
-
-  /** The rest of a chain that went async: one async function per delivery, awaiting each listener in turn. */
-  private async runAsync(
-    d: Delivery,
-    info: ListenerInfo,
-    pending: PromiseLike<ListenerResult>,
-  ): Promise<void> {
-    const chain = d.chain;
-    let p: PromiseLike<ListenerResult> | undefined = pending;
-    let current = info;
-    for (;;) {
-      if (p !== undefined) {
-        let v: unknown;
-        try {
-          v =
-            current.timeout !== undefined && Number.isFinite(current.timeout)
-              ? await this.within(p, current)
-              : await p;
-        } catch (e) {
-          this.failed(d, current, e ?? new Error('listener rejected'));
-          v = undefined;
-        }
-        if (v === TIMED_OUT) {
-          (d.timedOut ??= []).push(current);
-          this.log.log('warn', 'listener timed out', {
-            mailbox: d.path,
-            listener: current.id,
-            ms: current.timeout,
-          });
-          if (current.onTimeout === 'stop') {
-            d.stoppedBy = current;
-            break;
-          }
-        } else if (v !== undefined && v !== CONTINUE && this.verdict(d, current, v)) break;
-        p = undefined;
-      }
-      if (d.next >= chain.length) break;
-      const a = chain[d.next++]!;
-      if (a.removed) continue;
-      d.ran++;
-      current = a.info;
-      try {
-        const r = a.wantsContext ? a.fn(d.msg, new ListenerContext(d, a.info)) : a.fn(d.msg, NO_CONTEXT);
-        if (r === undefined || r === CONTINUE) continue;
-        if (isThenable(r)) p = r;
-        else if (this.verdict(d, a.info, r)) break;
-      } catch (e) {
-        this.failed(d, a.info, e);
-      }
-    }
-    this.finish(d);
-  }
-
-  /** A verdict other than "go on": STOP (returns true) or an invalid value (reported; returns false). */
-  private verdict(d: Delivery, info: ListenerInfo, v: unknown): boolean {
-    if (v === STOP) {
-      d.stoppedBy = info;
-      return true;
-    }
-    this.failed(
-      d,
-      info,
-      new Error(`listener returned ${JSON.stringify(v)}; return STOP, CONTINUE or nothing`),
-    );
-    return false;
-  }
-
-  private within(p: PromiseLike<ListenerResult>, info: ListenerInfo): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => resolve(TIMED_OUT), info.timeout);
-      p.then(
-        (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-        (e: unknown) => {
-          clearTimeout(t);
-          reject(e);
-        },
-      );
-    });
-  }
-
-  private failed(d: Delivery, info: ListenerInfo, e: unknown): void {
-    (d.errors ??= []).push({ listener: info, error: errorText(e) });
-    this.reportError(d.path, info, e);
-  }
-
-  private finish(d: Delivery): void {
-    const mb = d.mb;
-    if (mb?.serial && d.chain.length > 0) {
-      mb.busy = false;
-      const next = mb.backlog.shift();
-      if (next) next();
-    }
-    if (d.ran === 0 && d.path !== UNDELIVERED && d.path !== ERRORS) {
-      if (this.boxes.get(UNDELIVERED)?.chain.length)
-        this.enqueue(UNDELIVERED, undeliveredMessage(d), undefined);
-      else this.log.log('debug', 'undelivered', { mailbox: d.path });
-    }
-    this.inflight--;
-    if (d.done) d.done(d.result());
-    if (this.inflight === 0 && this.idle.length) for (const f of this.idle.splice(0)) f();
-  }
-
-  private reportError(mailbox: string, info: ListenerInfo | undefined, e: unknown): void {
-    const fields = { mailbox, listener: info?.id, name: info?.name, error: errorText(e) };
-    if (mailbox !== ERRORS && !this.closed && this.boxes.get(ERRORS)?.chain.length) {
-      this.enqueue(
-        ERRORS,
-        Message.from({ mailbox, listener: info?.id, name: info?.name, error: errorText(e) }),
-        undefined,
-      );
-    } else this.log.log('error', 'listener failed', fields);
-  }
-
   // ---- synchronous style -----------------------------------------------------------------
 
   /**
@@ -595,61 +269,7 @@ export class Bus {
    */
   wait(address: string, options: WaitOptions = {}): Promise<Message> {
     this.open();
-    const ms = options.timeout ?? 30000;
-    const m = options.match;
-    const test: (x: Message) => boolean =
-      typeof m === 'function'
-        ? m
-        : m === undefined
-          ? () => true
-          : (
-              (p) => (x: Message) =>
-                x.matches(p)
-            )(Message.from(m));
-    return new Promise<Message>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const cleanup = (): void => {
-        if (timer) clearTimeout(timer);
-        handle.remove();
-        this.waiters.delete(fail);
-        options.signal?.removeEventListener('abort', onAbort);
-      };
-      const fail = (e: Error): void => {
-        cleanup();
-        reject(e);
-      };
-      const onAbort = (): void => fail(new MetanetError('ETIMEDOUT', `wait on ${address} aborted`));
-      const handle = this.listen(
-        address,
-        function wait(x) {
-          let ok: boolean;
-          try {
-            ok = test(x);
-          } catch (e) {
-            fail(e instanceof Error ? e : new Error(String(e)));
-            return;
-          }
-          if (!ok) return;
-          cleanup();
-          resolve(x);
-        },
-        { position: 'prepend', identity: { wait: address } },
-      );
-      handle.ready.catch(fail);
-      this.waiters.add(fail);
-      if (Number.isFinite(ms))
-        timer = setTimeout(() => {
-          const what =
-            m === undefined
-              ? ''
-              : typeof m === 'function'
-                ? ' matching the predicate'
-                : ` matching {${Message.from(m)}}`;
-          fail(new MetanetError('ETIMEDOUT', `no message on ${address}${what} within ${ms} ms`));
-        }, ms);
-      if (options.signal?.aborted) onAbort();
-      else options.signal?.addEventListener('abort', onAbort);
-    });
+    return waitFor(this, this.waiters, address, options);
   }
 
   /**
@@ -678,6 +298,7 @@ export class Bus {
     if (!mb) {
       mb = new Mailbox(r.path, Message.empty, false);
       this.boxes.set(r.path, mb);
+      this.forget();
     }
     mb.insert(r.attached, 'prepend');
     this.replies.add(r);
@@ -688,6 +309,7 @@ export class Bus {
     this.replies.delete(r);
     this.boxes.get(r.path)?.removeAll();
     this.boxes.delete(r.path);
+    this.forget();
   }
 
   /** One-shot timer on the loop; cancelled by `close()`. */
@@ -707,9 +329,10 @@ export class Bus {
    * synchronously at send time and must not throw; returns a function that removes the tap.
    */
   tap(fn: Tap): () => void {
-    this.taps = [...this.taps, fn];
+    this.taps = addTap(this.taps, fn);
+    this.forget(); // post() then goes through postAny, which calls the taps
     return () => {
-      this.taps = this.taps.filter((t) => t !== fn);
+      this.taps = removeTap(this.taps, fn);
     };
   }
 
@@ -752,12 +375,6 @@ export class Bus {
     return this.closed;
   }
 
-  /** Resolves when every queued and running chain has finished. */
-  settled(): Promise<void> {
-    if (this.inflight === 0) return Promise.resolve();
-    return new Promise((r) => this.idle.push(r));
-  }
-
   /**
    * Shut down: refuse new sends, let queued chains finish (up to `graceMs`), cancel timers and
    * waits, close transports. Leaves no timer or handle behind.
@@ -765,7 +382,8 @@ export class Bus {
   async close(graceMs = 1000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.inflight > 0) {
+    this.forget(); // post() must see the bus closed
+    if (this.busy) {
       let t: NodeJS.Timeout | undefined;
       await Promise.race([this.settled(), new Promise<void>((r) => (t = setTimeout(r, graceMs)))]);
       clearTimeout(t);
@@ -777,102 +395,4 @@ export class Bus {
     for (const r of [...this.replies]) r.fail(new MetanetError('ECLOSED', 'the bus closed while waiting'));
     await Promise.all(this.transports.map((t) => t.close()));
   }
-}
-
-/**
- * One `request()` in flight: the reply mailbox's listener, the timer, and the send's result.
- * It settles with the reply once the send said a listener ran (ENOLISTENER at once otherwise),
- * whichever of the two comes first; ETIMEDOUT when no reply comes in time; ECLOSED on close().
- * Same behaviour as `wait()` + `send()`, with one closure and no listener handle per request.
- */
-class PendingReply {
-  readonly attached: Attached;
-  private timer: NodeJS.Timeout | undefined;
-  private reply: Message | undefined;
-  private delivered = false;
-  private done = false;
-
-  constructor(
-    private readonly bus: Bus,
-    private readonly address: string,
-    readonly path: string,
-    private readonly ms: number,
-    private readonly resolve: (m: Message) => void,
-    private readonly reject: (e: Error) => void,
-  ) {
-    this.attached = {
-      info: {
-        id: 0,
-        mailbox: path,
-        identity: new Message([{ tag: 'wait', type: 'str', value: path }]),
-        name: 'wait',
-        onTimeout: 'continue',
-      },
-      // bound, not an arrow: no closure to name per request (tsx/esbuild keepNames)
-      fn: this.take.bind(this),
-      wantsContext: false,
-      removed: false,
-    };
-  }
-
-  fail(e: Error): void {
-    if (this.done) return;
-    this.finish();
-    this.reject(e);
-  }
-
-  start(m: Message): void {
-    this.bus.openReply(this);
-    if (Number.isFinite(this.ms))
-      this.timer = setTimeout(
-        () => this.fail(new MetanetError('ETIMEDOUT', `no reply from ${this.address} within ${this.ms} ms`)),
-        this.ms,
-      );
-    this.bus.send(this.address, withReplyTo(m, this.path)).then(
-      (r) => this.sent(r),
-      (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
-    );
-  }
-
-  private sent(r: SendResult): void {
-    if (this.done) return;
-    if (!r.delivered) {
-      this.fail(new MetanetError('ENOLISTENER', `no listener on ${this.address} to answer the request`));
-      return;
-    }
-    this.delivered = true;
-    if (this.reply !== undefined) this.settle(this.reply);
-  }
-
-  /** The first message on the reply mailbox (later ones are ignored, as by wait()). */
-  private take(x: Message): void {
-    if (this.done || this.reply !== undefined) return;
-    this.reply = x;
-    this.attached.removed = true;
-    if (this.delivered) this.settle(x);
-  }
-
-  private settle(x: Message): void {
-    this.finish();
-    this.resolve(x);
-  }
-
-  private finish(): void {
-    this.done = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.bus.closeReply(this);
-  }
-}
-
-/** `m` with its reply-to tuples replaced by one naming `path` (at the end, as `set()` puts it). */
-function withReplyTo(m: Message, path: string): Message {
-  const src = m.tuples;
-  const out: Tuple[] = [];
-  for (let i = 0; i < src.length; i++) if (src[i]!.tag !== REPLY_TO) out.push(src[i]!);
-  out.push({ tag: REPLY_TO, type: 'str', value: path });
-  return new Message(out);
-}
-
-function undeliveredMessage(d: Delivery): Message {
-  return Message.from({ mailbox: d.path, message: d.msg });
 }

@@ -9,7 +9,12 @@ export interface Attached {
   /** The function declares a second parameter: only then is a Context built for each call. */
   readonly wantsContext: boolean;
   removed: boolean;
+  /** Made on first use: what ends a posted message whose last listener is this one and went async. */
+  settle: Settle | undefined;
 }
+
+/** Called with the verdict / the rejection of a listener's promise. */
+export type Settle = readonly [(v: unknown) => void, (e: unknown) => void];
 
 export interface MailboxInfo {
   readonly path: string;
@@ -29,7 +34,12 @@ function isHandle(x: unknown): x is ListenerHandle {
  * The chain array is replaced, never mutated, so a delivery in progress keeps a stable view.
  */
 export class Mailbox {
-  chain: readonly Attached[] = [];
+  private list: readonly Attached[] = [];
+  /**
+   * The chain's one listener when it is the whole chain, synchronous-style (no context) and the
+   * mailbox is not serial: the loop calls it directly (docs/core.md, Performance).
+   */
+  solo: Attached | undefined;
   /** Deliveries waiting for a serial mailbox's current chain to finish. */
   readonly backlog: (() => void)[] = [];
   busy = false;
@@ -39,6 +49,16 @@ export class Mailbox {
     public tuples: Message,
     readonly serial: boolean,
   ) {}
+
+  get chain(): readonly Attached[] {
+    return this.list;
+  }
+
+  set chain(c: readonly Attached[]) {
+    this.list = c;
+    const a = c.length === 1 ? c[0] : undefined;
+    this.solo = a !== undefined && !a.wantsContext && !this.serial ? a : undefined;
+  }
 
   info(): MailboxInfo {
     return {

@@ -87,6 +87,12 @@ describe('listener chain against a model', () => {
           expect(r.listeners).toBe(expectCalled.length);
           expect(r.stopped).toBe(firstStop >= 0);
           expect(r.delivered).toBe(expectCalled.length > 0);
+          // post() walks the chain by its own fast paths (one listener, synchronous, async tail):
+          // the same listeners in the same order.
+          called.length = 0;
+          bus.post('/m', {});
+          await bus.settled();
+          expect(called).toEqual(expectCalled);
           await bus.close();
         },
       ),

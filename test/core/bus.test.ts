@@ -4,7 +4,8 @@ import {
   CONTINUE,
   ERRORS,
   isMetanetError,
-  type Message,
+  Message,
+  msg,
   STOP,
   silentLogger,
   UNDELIVERED,
@@ -461,5 +462,169 @@ describe('introspection', () => {
     expect(b.mailboxes().map((m) => m.path)).toContain('/captive/server/request');
     expect(() => b.create('/captive/server/request')).toThrow(/already exists/);
     expect(() => b.create('/bad//path')).toThrow(/empty segment/);
+  });
+});
+
+describe('post(): its fast paths keep every rule', () => {
+  it('a chain of one listener: the message waits for the loop; a throw is reported and the next message still comes', async () => {
+    const b = fresh();
+    const seen: number[] = [];
+    const errors: Message[] = [];
+    b.append(ERRORS, (m) => void errors.push(m));
+    b.append('/a', (m) => {
+      seen.push(m.int('i'));
+      if (m.int('i') === 1) throw new Error('boom');
+    });
+    for (let i = 0; i < 3; i++) b.post('/a', { i });
+    expect(seen).toEqual([]);
+    await b.settled();
+    expect(seen).toEqual([0, 1, 2]);
+    expect(errors.map((m) => [m.str('mailbox'), m.str('error')])).toEqual([['/a', 'boom']]);
+  });
+
+  it('a mailbox removed or replaced between posts is resolved again (no stale mailbox)', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    const undelivered: string[] = [];
+    b.append(UNDELIVERED, (m) => void undelivered.push(m.str('mailbox')));
+    b.append('/a', () => void seen.push('old'));
+    b.post('/a', {});
+    b.remove('/a');
+    b.post('/a', {}); // no mailbox now: undelivered
+    b.append('/a', () => void seen.push('new'));
+    b.post('/a', {});
+    await b.settled();
+    expect(seen).toEqual(['new']); // the first post found its listener gone when the loop came
+    expect(undelivered).toEqual(['/a', '/a']);
+  });
+
+  it('the one listener removing itself: later queued messages are undelivered', async () => {
+    const b = fresh();
+    const undelivered: number[] = [];
+    b.append(UNDELIVERED, (m) => void undelivered.push(m.list('message').int('i')));
+    const h = b.append('/a', () => h.remove());
+    for (let i = 0; i < 3; i++) b.post('/a', { i });
+    await b.settled();
+    expect(undelivered).toEqual([1, 2]);
+  });
+
+  it('a tap added after posts to a mailbox still sees the next ones; post after close throws', async () => {
+    const b = fresh();
+    b.append('/a', () => {});
+    b.post('/a', {});
+    const tapped: string[] = [];
+    b.tap((path) => void tapped.push(path));
+    b.post('/a', {});
+    expect(tapped).toEqual(['/a']);
+    await b.close();
+    expect(() => b.post('/a', {})).toThrow(/closed/);
+  });
+
+  it('an async last listener: settled() waits for it; a rejection and a wrong verdict are reported', async () => {
+    const b = fresh();
+    const errors: string[] = [];
+    b.append(ERRORS, (m) => void errors.push(m.str('error')));
+    const gate = deferred();
+    let finished = 0;
+    b.append('/a', async (m) => {
+      await gate.promise;
+      finished++;
+      if (m.int('i') === 1) throw new Error('rejected');
+      if (m.int('i') === 2) return 'maybe' as never;
+      return m.int('i') === 3 ? STOP : undefined;
+    });
+    for (let i = 0; i < 4; i++) b.post('/a', { i });
+    let settled = false;
+    const s = b.settled().then(() => (settled = true));
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    gate.resolve();
+    await s;
+    expect(finished).toBe(4);
+    await b.settled(); // the reports posted to /system/error
+    expect(errors.sort()).toEqual([
+      'listener returned "maybe"; return STOP, CONTINUE or nothing',
+      'rejected',
+    ]);
+  });
+
+  it('an async listener with a timeout is still timed out when posted to', async () => {
+    const b = fresh();
+    const after: number[] = [];
+    b.listen('/a', () => new Promise(() => {}), { timeout: 10, onTimeout: 'continue' });
+    b.append('/a', (m) => void after.push(m.int('i')));
+    b.post('/a', { i: 7 });
+    await b.settled();
+    expect(after).toEqual([7]);
+  });
+
+  it('interleaved posts and sends to several mailboxes start in queue order', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', (m) => void seen.push(`a${m.int('i')}`));
+    b.append('/b', (m) => void seen.push(`b${m.int('i')}`));
+    b.append('/b', (_m, ctx) => void ctx.mailbox); // a context: the general path
+    b.append('/c', async (m) => void seen.push(`c${m.int('i')}`));
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < 4; i++) {
+      b.post('/a', { i });
+      sends.push(b.send('/b', { i }));
+      b.post('/c', { i });
+      b.post('/b', { i });
+    }
+    await Promise.all(sends);
+    await b.settled();
+    const want: string[] = [];
+    for (let i = 0; i < 4; i++) want.push(`a${i}`, `b${i}`, `c${i}`, `b${i}`);
+    expect(seen).toEqual(want);
+  });
+
+  it('deliverQueued() from inside a listener delivers what is queued then, each message once', async () => {
+    const b = fresh();
+    const seen: number[] = [];
+    b.append('/a', (m) => {
+      const i = m.int('i');
+      seen.push(i);
+      if (i < 3) {
+        b.post('/a', { i: i + 10 });
+        b.deliverQueued();
+      }
+    });
+    b.post('/a', { i: 0 });
+    b.post('/a', { i: 1 });
+    await b.settled();
+    expect(seen).toEqual([0, 10, 1, 11]);
+  });
+
+  it('a prebuilt message posted again and again arrives every time; a subclass of Message too', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', (m) => void seen.push(m.str('k')));
+    class Tagged extends Message {}
+    const m1 = msg({ k: 'one' });
+    const m2 = new Tagged([{ tag: 'k', type: 'str', value: 'sub' }]);
+    for (let i = 0; i < 3; i++) b.post('/a', m1);
+    b.post('/a', m2);
+    b.post('/a', m1);
+    await b.settled();
+    expect(seen).toEqual(['one', 'one', 'one', 'sub', 'one']);
+  });
+
+  it('bursts larger than the reused queue arrays all arrive, and the next small ones too', async () => {
+    const b = fresh();
+    let n = 0;
+    let sum = 0;
+    b.append('/a', (m) => {
+      n++;
+      sum += m.int('i');
+    });
+    const N = 70_000;
+    // built messages take post()'s inlined path, plain objects the other: both, interleaved
+    for (let i = 0; i < N; i++) b.post('/a', i % 3 === 0 ? { i } : msg({ i }));
+    await b.settled();
+    for (let i = 0; i < 10; i++) b.post('/a', { i });
+    await b.settled();
+    expect(n).toBe(N + 10);
+    expect(sum).toBe((N * (N - 1)) / 2 + 45);
   });
 });

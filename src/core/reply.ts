@@ -1,0 +1,200 @@
+/**
+ * The synchronous style over the queue: `wait()` (the next matching message on a mailbox) and
+ * request/reply (`request()`: a message with a `reply-to` mailbox, settled by the first message
+ * sent there). See docs/core.md, "Synchronous style".
+ */
+import { REPLY_TO } from './delivery.js';
+import { MetanetError } from './errors.js';
+import type { Listener, ListenerHandle, ListenOptions, SendResult } from './listener.js';
+import type { Attached } from './mailbox.js';
+import { Message, type MessageInit, type Tuple } from './message.js';
+
+export interface WaitOptions {
+  /** Tuples the message must contain, or a predicate. */
+  readonly match?: MessageInit | ((m: Message) => boolean);
+  /** Milliseconds; default 30000. `Infinity` waits forever. */
+  readonly timeout?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface RequestOptions {
+  /** Milliseconds; default 5000. */
+  readonly timeout?: number;
+}
+
+/** What `wait()` needs of its bus. */
+export interface WaitHost {
+  listen(address: string, fn: Listener, options: ListenOptions): ListenerHandle;
+}
+
+/**
+ * Resolve with the next message on `address` that matches. The waiter is prepended, so it sees
+ * the message even when a listener later in the chain stops it; it never stops the chain itself.
+ * `waiters` holds its failure function while it waits (close() fails it with ECLOSED).
+ */
+export function waitFor(
+  bus: WaitHost,
+  waiters: Set<(e: Error) => void>,
+  address: string,
+  options: WaitOptions,
+): Promise<Message> {
+  const ms = options.timeout ?? 30000;
+  const m = options.match;
+  const test: (x: Message) => boolean =
+    typeof m === 'function'
+      ? m
+      : m === undefined
+        ? () => true
+        : (
+            (p) => (x: Message) =>
+              x.matches(p)
+          )(Message.from(m));
+  return new Promise<Message>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const cleanup = (): void => {
+      if (timer) clearTimeout(timer);
+      handle.remove();
+      waiters.delete(fail);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    const fail = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const onAbort = (): void => fail(new MetanetError('ETIMEDOUT', `wait on ${address} aborted`));
+    const handle = bus.listen(
+      address,
+      function wait(x) {
+        let ok: boolean;
+        try {
+          ok = test(x);
+        } catch (e) {
+          fail(e instanceof Error ? e : new Error(String(e)));
+          return;
+        }
+        if (!ok) return;
+        cleanup();
+        resolve(x);
+      },
+      { position: 'prepend', identity: { wait: address } },
+    );
+    handle.ready.catch(fail);
+    waiters.add(fail);
+    if (Number.isFinite(ms))
+      timer = setTimeout(() => {
+        const what =
+          m === undefined
+            ? ''
+            : typeof m === 'function'
+              ? ' matching the predicate'
+              : ` matching {${Message.from(m)}}`;
+        fail(new MetanetError('ETIMEDOUT', `no message on ${address}${what} within ${ms} ms`));
+      }, ms);
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort);
+  });
+}
+
+/** What a pending request needs of its bus. */
+export interface ReplyHost {
+  send(address: string, init?: MessageInit): Promise<SendResult>;
+  /** Create the reply mailbox with the request's one listener. */
+  openReply(r: PendingReply): void;
+  /** Remove it. */
+  closeReply(r: PendingReply): void;
+}
+
+/**
+ * One `request()` in flight: the reply mailbox's listener, the timer, and the send's result.
+ * It settles with the reply once the send said a listener ran (ENOLISTENER at once otherwise),
+ * whichever of the two comes first; ETIMEDOUT when no reply comes in time; ECLOSED on close().
+ * Same behaviour as `wait()` + `send()`, with one closure and no listener handle per request.
+ */
+export class PendingReply {
+  readonly attached: Attached;
+  private timer: NodeJS.Timeout | undefined;
+  private reply: Message | undefined;
+  private delivered = false;
+  private done = false;
+
+  constructor(
+    private readonly bus: ReplyHost,
+    private readonly address: string,
+    readonly path: string,
+    private readonly ms: number,
+    private readonly resolve: (m: Message) => void,
+    private readonly reject: (e: Error) => void,
+  ) {
+    this.attached = {
+      info: {
+        id: 0,
+        mailbox: path,
+        identity: new Message([{ tag: 'wait', type: 'str', value: path }]),
+        name: 'wait',
+        onTimeout: 'continue',
+      },
+      // bound, not an arrow: no closure to name per request (tsx/esbuild keepNames)
+      fn: this.take.bind(this),
+      wantsContext: false,
+      removed: false,
+      settle: undefined,
+    };
+  }
+
+  fail(e: Error): void {
+    if (this.done) return;
+    this.finish();
+    this.reject(e);
+  }
+
+  start(m: Message): void {
+    this.bus.openReply(this);
+    if (Number.isFinite(this.ms))
+      this.timer = setTimeout(
+        () => this.fail(new MetanetError('ETIMEDOUT', `no reply from ${this.address} within ${this.ms} ms`)),
+        this.ms,
+      );
+    this.bus.send(this.address, withReplyTo(m, this.path)).then(
+      (r) => this.sent(r),
+      (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
+    );
+  }
+
+  private sent(r: SendResult): void {
+    if (this.done) return;
+    if (!r.delivered) {
+      this.fail(new MetanetError('ENOLISTENER', `no listener on ${this.address} to answer the request`));
+      return;
+    }
+    this.delivered = true;
+    if (this.reply !== undefined) this.settle(this.reply);
+  }
+
+  /** The first message on the reply mailbox (later ones are ignored, as by wait()). */
+  private take(x: Message): void {
+    if (this.done || this.reply !== undefined) return;
+    this.reply = x;
+    this.attached.removed = true;
+    if (this.delivered) this.settle(x);
+  }
+
+  private settle(x: Message): void {
+    this.finish();
+    this.resolve(x);
+  }
+
+  private finish(): void {
+    this.done = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.bus.closeReply(this);
+  }
+}
+
+/** `m` with its reply-to tuples replaced by one naming `path` (at the end, as `set()` puts it). */
+function withReplyTo(m: Message, path: string): Message {
+  const src = m.tuples;
+  const out: Tuple[] = [];
+  for (let i = 0; i < src.length; i++) if (src[i]!.tag !== REPLY_TO) out.push(src[i]!);
+  out.push({ tag: REPLY_TO, type: 'str', value: path });
+  return new Message(out);
+}
