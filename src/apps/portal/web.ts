@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Bus } from '../../core/bus.js';
 import { MetanetError } from '../../core/errors.js';
 import { STOP } from '../../core/listener.js';
-import type { Message } from '../../core/message.js';
+import { Message, type Tuple } from '../../core/message.js';
 import type { Timer } from '../../core/timers.js';
 import { closeConnections } from '../../services/firewall/index.js';
 import { macFor } from './arp.js';
@@ -18,6 +18,20 @@ import { loadTheme } from './theme.js';
 import { Tokens } from './tokens.js';
 
 const HTML = 'text/html; charset=utf-8';
+/** The redirect's constant tuples: its code, the headers before and after `Location`. */
+const REDIRECT_CODE: Tuple = { tag: 'code', type: 'int', value: 302 };
+const REDIRECT_HEAD: readonly Tuple[] = [
+  { tag: 'Cache-Control', type: 'str', value: 'no-store' },
+  { tag: 'X-Content-Type-Options', type: 'str', value: 'nosniff' },
+];
+/**
+ * Connection: close: a kept-alive connection to a foreign host would stay redirected to the portal
+ * after login (the browser would reuse it for the original page).
+ */
+const REDIRECT_TAIL: readonly Tuple[] = [
+  { tag: 'Connection', type: 'str', value: 'close' },
+  { tag: 'Content-Type', type: 'str', value: HTML },
+];
 const NO_STORE = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 /** Pages: no framing, no scripts at all, styles and images from the portal only. */
 const PAGE_HEADERS = {
@@ -156,19 +170,31 @@ export function attachWeb(
     page(m, code, pages.message(lang.lang, { what, ...(params ? { params } : {}) }, linksFor('/')), lang);
   }
 
-  /** Any foreign Host: to the portal, with the original URL. */
+  /**
+   * Any foreign Host: to the portal, with the original URL. The hot path of a captive network
+   * (every page a guest's browser and OS try): the answer is built as tuples, its constant
+   * headers made once.
+   */
   function redirect(m: Message, scheme: Scheme): void {
     counts.redirects++;
     const q = m.str('query');
     const asked = `${scheme}://${m.str('Host')}${m.str('path')}${q ? `?${q}` : ''}`;
     const target = `${urls.http}?url=${encodeURIComponent(asked)}`;
-    respond(
-      m.str('clientname'),
-      302,
-      // Connection: close: a kept-alive connection to a foreign host would stay redirected to
-      // the portal after login (the browser would reuse it for the original page).
-      { ...NO_STORE, Location: target, Connection: 'close', 'Content-Type': HTML },
-      moved(target, asked),
+    bus.post(
+      `${m.str('clientname')}/response`,
+      new Message([
+        REDIRECT_CODE,
+        {
+          tag: 'headers',
+          type: 'list',
+          value: new Message([
+            ...REDIRECT_HEAD,
+            { tag: 'Location', type: 'str', value: target },
+            ...REDIRECT_TAIL,
+          ]),
+        },
+        { tag: 'data', type: 'str', value: moved(target, asked) },
+      ]),
     );
   }
 
@@ -377,25 +403,41 @@ export function attachWeb(
 
   const own = (m: Message, scheme: Scheme): boolean => {
     const self = scheme === 'https' ? selfHttps : selfHttp;
-    const h = hostPort(m.str('Host').toLowerCase(), scheme === 'https' ? 443 : 80);
-    return !!h && !!self && h.host === self.host && h.port === self.port;
+    if (!self) return false;
+    const host = m.str('Host').toLowerCase();
+    // A foreign Host (the common case) fails here, before the parse.
+    if (!host.startsWith(self.host)) return false;
+    const h = hostPort(host, scheme === 'https' ? 443 : 80);
+    return !!h && h.host === self.host && h.port === self.port;
   };
 
+  /** The portal's own pages (async: sessions, the neighbour table, auth). */
+  async function ownPage(m: Message, scheme: Scheme): Promise<typeof STOP> {
+    try {
+      const path = m.str('path');
+      const method = m.str('method');
+      const get = method === 'GET' || method === 'HEAD';
+      if (path === '/api') await api(m, scheme);
+      else if (path === '/' && get) await home(m);
+      else if (path === '/accept' && method === 'POST') await accept(m, scheme);
+      else if (path === '/logout' && method === 'POST') await logout(m, scheme);
+      else if (path === '/logout' && get) await logoutPage(m);
+      else if (path.startsWith('/theme/') && get) asset(m);
+      else problem(m, 404, 'notfound', langOf(m), { path });
+    } catch (e) {
+      book.report(`${name}/${scheme}/request`, e);
+      problem(m, 500, 'internal');
+    }
+    return STOP;
+  }
+
+  /** A foreign Host is redirected synchronously (no promise per redirect); the rest is `ownPage`. */
   const serve =
     (scheme: Scheme) =>
-    async (m: Message): Promise<typeof STOP> => {
+    (m: Message): typeof STOP | Promise<typeof STOP> => {
       try {
-        const path = m.str('path');
-        const method = m.str('method');
-        const get = method === 'GET' || method === 'HEAD';
-        if (!own(m, scheme)) redirect(m, scheme);
-        else if (path === '/api') await api(m, scheme);
-        else if (path === '/' && get) await home(m);
-        else if (path === '/accept' && method === 'POST') await accept(m, scheme);
-        else if (path === '/logout' && method === 'POST') await logout(m, scheme);
-        else if (path === '/logout' && get) await logoutPage(m);
-        else if (path.startsWith('/theme/') && get) asset(m);
-        else problem(m, 404, 'notfound', langOf(m), { path });
+        if (own(m, scheme)) return ownPage(m, scheme);
+        redirect(m, scheme);
       } catch (e) {
         book.report(`${name}/${scheme}/request`, e);
         problem(m, 500, 'internal');

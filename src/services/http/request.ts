@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { Message, type Tuple } from '../../core/message.js';
 
 /** What the service needs from a request's headers besides the tuples: read in the same pass. */
@@ -44,7 +45,39 @@ export function plainAddress(a: string | undefined): string {
   return a.length > 7 && a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
-const EMPTY = new Uint8Array(0);
+const NO_BODY: Tuple = { tag: 'body', type: 'bytes', value: new Uint8Array(0) };
+const NO_QUERY: Tuple = { tag: 'query', type: 'str', value: '' };
+const GET: Tuple = { tag: 'method', type: 'str', value: 'GET' };
+
+/**
+ * The four address tuples of a connection: the same for each of its requests (tuples are
+ * immutable); and the Host tuples of its last request (a client sends the same Host each time).
+ */
+interface Ends {
+  readonly sockhost: Tuple;
+  readonly sockport: Tuple;
+  readonly peerhost: Tuple;
+  readonly peerport: Tuple;
+  host: Tuple;
+  hostname: Tuple;
+}
+const ends = new WeakMap<Socket, Ends>();
+
+function endsOf(sock: Socket): Ends {
+  let e = ends.get(sock);
+  if (e === undefined) {
+    e = {
+      sockhost: { tag: 'sockhost', type: 'str', value: plainAddress(sock.localAddress) },
+      sockport: { tag: 'sockport', type: 'int', value: sock.localPort ?? 0 },
+      peerhost: { tag: 'peerhost', type: 'str', value: plainAddress(sock.remoteAddress) },
+      peerport: { tag: 'peerport', type: 'int', value: sock.remotePort ?? 0 },
+      host: { tag: 'Host', type: 'str', value: '' },
+      hostname: { tag: 'hostname', type: 'str', value: '' },
+    };
+    ends.set(sock, e);
+  }
+  return e;
+}
 
 /** The `<name>/request` message (built directly: every type is known, nothing to check). */
 export function requestMessage(
@@ -55,19 +88,24 @@ export function requestMessage(
 ): Message {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const sock = req.socket;
+  const method = req.method ?? 'GET';
+  const e = endsOf(req.socket);
+  if (e.host.value !== head.host) {
+    e.host = { tag: 'Host', type: 'str', value: head.host };
+    e.hostname = { tag: 'hostname', type: 'str', value: hostnameOf(head.host) };
+  }
   return new Message([
     { tag: 'clientname', type: 'str', value: clientname },
-    { tag: 'method', type: 'str', value: req.method ?? 'GET' },
-    { tag: 'Host', type: 'str', value: head.host },
-    { tag: 'hostname', type: 'str', value: hostnameOf(head.host) },
+    method === 'GET' ? GET : { tag: 'method', type: 'str', value: method },
+    e.host,
+    e.hostname,
     { tag: 'path', type: 'str', value: q < 0 ? url : url.slice(0, q) },
-    { tag: 'query', type: 'str', value: q < 0 ? '' : url.slice(q + 1) },
+    q < 0 ? NO_QUERY : { tag: 'query', type: 'str', value: url.slice(q + 1) },
     { tag: 'headers', type: 'list', value: head.headers },
-    { tag: 'body', type: 'bytes', value: body ?? EMPTY },
-    { tag: 'sockhost', type: 'str', value: plainAddress(sock.localAddress) },
-    { tag: 'sockport', type: 'int', value: sock.localPort ?? 0 },
-    { tag: 'peerhost', type: 'str', value: plainAddress(sock.remoteAddress) },
-    { tag: 'peerport', type: 'int', value: sock.remotePort ?? 0 },
+    body === undefined ? NO_BODY : { tag: 'body', type: 'bytes', value: body },
+    e.sockhost,
+    e.sockport,
+    e.peerhost,
+    e.peerport,
   ]);
 }

@@ -1,10 +1,16 @@
 import { type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { MetanetError } from '../../core/errors.js';
-import type { Message } from '../../core/message.js';
+import type { Message, Tuple } from '../../core/message.js';
+import { validate } from '../table.js';
+import { spec } from './table.js';
+
+const NO_TUPLES: readonly Tuple[] = [];
 
 function bad(path: string, why: string): never {
   throw new MetanetError('EBADTUPLE', `${path}: ${why}`);
 }
+
+const RESPONSE = spec('client', '/response');
 
 /**
  * Write a `<clientname>/response` message to a node:http response: status `code`, `headers`
@@ -13,21 +19,38 @@ function bad(path: string, why: string): never {
  * Throws EBADTUPLE naming the tuple or header before anything is written.
  */
 export function writeResponse(res: ServerResponse, path: string, m: Message): void {
-  const c = m.get('code');
+  // One pass for the three tuples (a tuple given twice: the table's check names it).
+  let c: Tuple | undefined;
+  let h: Tuple | undefined;
+  let d: Tuple | undefined;
+  const ts = m.tuples;
+  for (let i = 0; i < ts.length; i++) {
+    const t = ts[i]!;
+    const tag = t.tag;
+    if (tag === 'code') {
+      if (c !== undefined) validate(RESPONSE, path, m);
+      c = t;
+    } else if (tag === 'headers') {
+      if (h !== undefined) validate(RESPONSE, path, m);
+      h = t;
+    } else if (tag === 'data') {
+      if (d !== undefined) validate(RESPONSE, path, m);
+      d = t;
+    }
+  }
   if (c === undefined) bad(path, 'missing tuple "code" (int): the status code');
   if (c.type !== 'int') bad(path, `tuple "code" is ${c.type}, expected int`);
   const code = Number(c.value);
   if (code < 200 || code > 599) bad(path, `tuple "code" is ${code}, expected a status from 200 to 599`);
-  const h = m.get('headers');
   if (h !== undefined && h.type !== 'list') bad(path, `tuple "headers" is ${h.type}, expected list`);
-  const hs = h === undefined ? [] : (h.value as Message).tuples;
+  const hs = h === undefined ? NO_TUPLES : (h.value as Message).tuples;
   const flat: (string | number)[] = new Array(hs.length * 2);
   let framed = false;
   for (let i = 0; i < hs.length; i++) {
     const t = hs[i]!;
     const name = t.tag;
     if (t.type !== 'str' && t.type !== 'int') bad(path, `header "${name}" is ${t.type}, expected str or int`);
-    const value = String(t.value);
+    const value = t.type === 'str' ? t.value : String(t.value);
     try {
       validateHeaderName(name);
       validateHeaderValue(name, value);
@@ -39,7 +62,6 @@ export function writeResponse(res: ServerResponse, path: string, m: Message): vo
     flat[i * 2] = name;
     flat[i * 2 + 1] = value;
   }
-  const d = m.get('data');
   let data: string | Uint8Array = '';
   if (d !== undefined) {
     if (d.type === 'str' || d.type === 'bytes') data = d.value;

@@ -6,13 +6,13 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import type { Bus } from '../../core/bus.js';
 import { MetanetError } from '../../core/errors.js';
-import type { Context } from '../../core/listener.js';
+import type { Context, SendResult } from '../../core/listener.js';
 import type { Message } from '../../core/message.js';
-import { attachTable, type ServiceTable, validate } from '../table.js';
+import { attachTable, type ServiceTable } from '../table.js';
 import { errorCode, errorText } from './errors.js';
 import { type HeadInfo, plainAddress, readHead, requestMessage } from './request.js';
 import { writePlain, writeResponse } from './response.js';
-import { HTTP_NEW, HTTP_TABLE, spec } from './table.js';
+import { HTTP_NEW, HTTP_TABLE } from './table.js';
 
 export interface HttpServerOptions {
   readonly name: string;
@@ -32,23 +32,40 @@ const REFUSAL_REPORT_MS = 10_000;
 const WAITING = 0;
 const ANSWERED = 1;
 
-/** One request between its arrival and the removal of its mailboxes. */
+/**
+ * One request between its arrival and the removal of its mailboxes. Its two listeners are its
+ * own (context-free: the bus runs them without building a Delivery or a Context), and it sits in
+ * the server's list of requests in arrival order (a linked list: O(1) removal, no hashing).
+ */
 class Pending {
   state = WAITING;
+  prev: Pending | undefined;
+  next: Pending | undefined;
+  readonly responsePath: string;
+  readonly closePath: string;
   constructor(
-    readonly responsePath: string,
-    readonly closePath: string,
+    readonly server: HttpServer,
+    readonly clientname: string,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly deadline: number,
-  ) {}
+  ) {
+    this.responsePath = `${clientname}/response`;
+    this.closePath = `${clientname}/close`;
+  }
+  /** `<clientname>/response`. */
+  readonly response = (m: Message): void => this.server.respond(this, m);
+  /** `<clientname>/close`. */
+  readonly close = (): void => this.server.closeClient(this);
+  /** The send result of `<name>/request`: nobody listened → 503 at once. */
+  readonly sent = (r: SendResult): void => {
+    if (!r.delivered) this.server.answer(this, 503, `nobody listens on ${this.server.requestPath}\n`);
+  };
 }
 
-const RESPONSE = spec('client', '/response');
 const SERVER_TABLE: ServiceTable = HTTP_TABLE.filter((s) => s.scope === 'server');
 const CLOSE_SUFFIX = '/close';
 const STATS_SUFFIX = '/stats';
-const ignore = (): void => {};
 
 /** node:https options from PEM text or bytes; a bad certificate or key is EBADTUPLE naming it. */
 function tlsOptions(t: NonNullable<HttpServerOptions['tls']>): { cert: Buffer; key: Buffer } {
@@ -65,24 +82,12 @@ function tlsOptions(t: NonNullable<HttpServerOptions['tls']>): { cert: Buffer; k
   return { cert, key };
 }
 
-/** True when code, headers or data is given more than once (one pass, no allocation). */
-function repeats(m: Message): boolean {
-  let code = 0;
-  let headers = 0;
-  let data = 0;
-  for (const t of m.tuples) {
-    if (t.tag === 'code') code++;
-    else if (t.tag === 'headers') headers++;
-    else if (t.tag === 'data') data++;
-  }
-  return code > 1 || headers > 1 || data > 1;
-}
-
 /**
  * One HTTP server named by a mailbox path: node:http underneath (the maintained parser: keep-alive,
  * chunked bodies), each request a message on `<name>/request`, answered on `<clientname>/response`.
- * Lean request path: the per-request mailboxes share one listener each, which finds its request by
- * the mailbox it was called for; one timer serves every request's timeout.
+ * Lean request path (docs/services/http.md, Performance): each request's mailboxes get their own
+ * context-free listener (no lookup, no Delivery or Context per response), the request goes out with
+ * `sendLocal` (no promise), and one timer serves every request's timeout.
  */
 export class HttpServer {
   readonly name: string;
@@ -92,7 +97,10 @@ export class HttpServer {
   /** Whether it speaks HTTPS. */
   readonly tls: boolean;
   private readonly server: Server | HttpsServer;
-  private readonly pending = new Map<string, Pending>();
+  /** Requests waiting for their response, oldest first. */
+  private head: Pending | undefined;
+  private tail: Pending | undefined;
+  /** Answered requests whose mailboxes the next sweep removes. */
   private finished: Pending[] = [];
   private sweepScheduled = false;
   private timer: NodeJS.Timeout | undefined;
@@ -164,7 +172,7 @@ export class HttpServer {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     }).then(() => {
-      for (const p of this.pending.values()) this.finished.push(p);
+      for (let p = this.head; p !== undefined; p = this.head) this.finish(p);
       this.sweep();
       this.onClosed(this);
     });
@@ -289,70 +297,71 @@ export class HttpServer {
       return;
     }
     const clientname = this.clientBase + ++this.seq;
-    const p = new Pending(
-      `${clientname}/response`,
-      clientname + CLOSE_SUFFIX,
-      req,
-      res,
-      performance.now() + this.opts.timeout,
-    );
-    bus.listen(p.responsePath, this.onResponse);
-    bus.listen(p.closePath, this.onClose);
-    this.pending.set(p.responsePath, p);
+    const p = new Pending(this, clientname, req, res, performance.now() + this.opts.timeout);
+    bus.listen(p.responsePath, p.response);
+    bus.listen(p.closePath, p.close);
+    // the list of waiting requests, oldest first
+    p.prev = this.tail;
+    if (this.tail === undefined) this.head = p;
+    else this.tail.next = p;
+    this.tail = p;
     if (this.timer === undefined) this.arm(this.opts.timeout);
-    // The one closure of a body-less request: it needs `p` when nobody listened (503 at once).
-    // send() rejects only for a closed bus, checked above; the server's close cuts the request then.
-    bus.send(this.requestPath, requestMessage(clientname, req, head, body)).then((r) => {
-      if (!r.delivered) this.answer(p, 503, `nobody listens on ${this.requestPath}\n`);
-    }, ignore);
+    // A callback, not send()'s promise: nothing more to allocate, no microtask. It throws only for
+    // a closed bus, checked above.
+    bus.sendLocal(this.requestPath, requestMessage(clientname, req, head, body), p.sent);
     // An I/O callback: deliver now rather than a loop turn later (docs/core.md, deliverQueued).
     bus.deliverQueued();
   }
 
-  /** `<clientname>/response` (one listener shared by every request). */
-  private readonly onResponse = (m: Message, ctx: Context): void => {
-    const path = ctx.mailbox;
-    const p = this.pending.get(path);
-    if (p === undefined || p.state !== WAITING) return; // a second response: the first one won
-    p.state = ANSWERED;
+  /** @internal `<clientname>/response`: the first one wins. */
+  respond(p: Pending, m: Message): void {
+    if (p.state !== WAITING) return; // a second response: the first one won
     this.finish(p);
     if (p.res.destroyed) return; // the client went away
     try {
-      if (repeats(m)) validate(RESPONSE, path, m); // types are checked by writeResponse; this names the repeat
-      writeResponse(p.res, path, m);
+      writeResponse(p.res, p.responsePath, m);
     } catch (e) {
-      this.report({ mailbox: path, error: errorText(e), code: errorCode(e), clientname: path.slice(0, -9) });
+      this.report({
+        mailbox: p.responsePath,
+        error: errorText(e),
+        code: errorCode(e),
+        clientname: p.clientname,
+      });
       writePlain(p.res, 500, `bad response message: ${errorText(e)}\n`);
     }
-  };
+  }
 
-  /** `<clientname>/close`: close the connection (after the response, if one was sent). */
-  private readonly onClose = (_m: Message, ctx: Context): void => {
-    const p = this.pending.get(`${ctx.mailbox.slice(0, -CLOSE_SUFFIX.length)}/response`);
-    if (p === undefined) return;
+  /** @internal `<clientname>/close`: close the connection (after the response, if one was sent). */
+  closeClient(p: Pending): void {
     const sock = p.req.socket;
     if (p.state === WAITING) {
-      p.state = ANSWERED;
       this.finish(p);
       sock.destroy();
     } else if (p.res.writableFinished) sock.end();
     else p.res.once('finish', () => sock.end());
-  };
+  }
 
-  /** An answer the service gives by itself (503, 504). */
-  private answer(p: Pending, code: number, text: string): void {
+  /** @internal An answer the service gives by itself (503, 504). */
+  answer(p: Pending, code: number, text: string): void {
     if (p.state !== WAITING) return;
-    p.state = ANSWERED;
     this.finish(p);
     writePlain(p.res, code, text);
   }
 
   /**
-   * Remove a request's mailboxes once the current bus turn is over: a `close` sent in the same turn
-   * as the response is delivered in the same turn, so it still lands. A microtask, not an immediate:
-   * the bus runs a whole turn in one callback, and an immediate would cost a loop iteration.
+   * Answered: out of the waiting list now; its mailboxes are removed once the current bus turn is
+   * over: a `close` sent in the same turn as the response is delivered in the same turn, so it
+   * still lands. A microtask, not an immediate: the bus runs a whole turn in one callback, and an
+   * immediate would cost a loop iteration.
    */
   private finish(p: Pending): void {
+    p.state = ANSWERED;
+    const { prev, next } = p;
+    if (prev === undefined) this.head = next;
+    else prev.next = next;
+    if (next === undefined) this.tail = prev;
+    else next.prev = prev;
+    p.prev = p.next = undefined;
     this.finished.push(p);
     if (!this.sweepScheduled) {
       this.sweepScheduled = true;
@@ -363,12 +372,13 @@ export class HttpServer {
   private readonly sweep = (): void => {
     this.sweepScheduled = false;
     const done = this.finished;
+    if (done.length === 0) return;
     this.finished = [];
+    const bus = this.bus;
     for (let i = 0; i < done.length; i++) {
       const p = done[i]!;
-      this.bus.remove(p.responsePath);
-      this.bus.remove(p.closePath);
-      this.pending.delete(p.responsePath);
+      bus.remove(p.responsePath);
+      bus.remove(p.closePath);
     }
   };
 
@@ -382,8 +392,7 @@ export class HttpServer {
   private readonly expire = (): void => {
     this.timer = undefined;
     const now = performance.now();
-    for (const p of this.pending.values()) {
-      if (p.state !== WAITING) continue;
+    for (let p = this.head; p !== undefined; p = this.head) {
       if (p.deadline > now) {
         this.arm(p.deadline - now);
         return;
