@@ -26,6 +26,7 @@ import { CLIENT_LIMITS, LINGER, type Limits } from './limits.js';
 import { outboundReplyTo } from './names.js';
 import { Outbox } from './outbox.js';
 import type { PeerCred } from './peercred.js';
+import { ReplyGrants } from './replies.js';
 import { Served } from './served.js';
 import { encodeFrame, F, type Frame, field, frameName, fromWire, PROTOCOL_VERSION, toWire } from './wire.js';
 
@@ -106,6 +107,8 @@ export class Link {
   private nextId = 1;
   /** What the peer asks of this process: its requests, listeners and monitors here. */
   private readonly served: Served;
+  /** The reply paths of this process the peer was given, the only ones it may send to (replies.ts). */
+  private readonly grants: ReplyGrants;
   /** Frame handlers by type: the peer's requests (served) and the answers and deliveries that concern us. */
   private readonly handlers: Record<number, (f: Frame) => void>;
   private readonly eventSinks = new Map<number, (path: string, m: Message, listened: boolean) => void>();
@@ -126,6 +129,7 @@ export class Link {
     this.gone = new Promise((r) => (this.goneResolve = r));
     this.outbox = new Outbox(o.socket, limits.maxBacklog, (backlog) => this.tooSlow(backlog));
     const link = this;
+    this.grants = new ReplyGrants((path) => o.bus.has(path));
     this.served = new Served({
       bus: o.bus,
       localName: o.localName,
@@ -142,6 +146,7 @@ export class Link {
       },
       write: (f) => this.write(f),
       qualify: (m) => this.qualify(m),
+      mayReply: (path) => this.grants.allows(path),
       answered: () => {
         if (this.closing && this.served.answering === 0) this.finishClosing();
       },
@@ -208,7 +213,7 @@ export class Link {
     }
     // call() and then(resultFromFrame) in one promise: one microtask less per request
     const id = this.nextId++;
-    const frame = [F.SEND, id, path, toWire(this.qualify(m))];
+    const frame = [F.SEND, id, path, this.qualify(m)];
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: Frame | SendResult) => void, reject, path });
       this.write(frame);
@@ -217,7 +222,7 @@ export class Link {
 
   post(path: string, m: Message): void {
     if (this.closedWith) throw this.closedWith;
-    this.write([F.SEND, 0, path, toWire(this.qualify(m))]);
+    this.write([F.SEND, 0, path, this.qualify(m)]);
   }
 
   /** Put one of this process's listeners into the peer's chain; resolves with the peer's listener id. */
@@ -289,8 +294,10 @@ export class Link {
   }
 
   private qualify(m: Message): Message {
-    return outboundReplyTo(m, this.o.localName, this.peerName, this.routeName);
+    return outboundReplyTo(m, this.o.localName, this.peerName, this.routeName, this.grant);
   }
+
+  private readonly grant = (path: string): void => this.grants.grant(path);
 
   private write(frame: readonly unknown[]): void {
     if (this.closedWith) return;
@@ -477,6 +484,7 @@ export class Link {
     this.pending.clear();
     this.served.drop();
     this.eventSinks.clear();
+    this.grants.clear();
   }
 
   /** Gone: with `linger`, the socket (ended by this side) stays until the peer closes its end, up to LINGER ms, so the peer reads the last frames. */

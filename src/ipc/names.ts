@@ -1,6 +1,6 @@
 import { MetanetError } from '../core/errors.js';
 import { Message, type Tuple } from '../core/message.js';
-import { RELAY } from './frames.js';
+import { isReplyPath, RELAY } from './frames.js';
 
 /**
  * Names on a daemon's connections (docs/ipc.md, "Names"). A client's HELLO name is only how it
@@ -70,24 +70,36 @@ export function inboundReplyTo(m: Message, peer: string, route: string | undefin
  * A message going to a peer: its reply-to must make sense on the other side. A bare path names
  * this process (`me:/path`); the peer's route name is the peer's own name again; an address of a
  * third process the peer may not reach is routed through this one
- * (`me:/system/relay/<name>/path`, docs/wire-protocol.md, "Relaying").
+ * (`me:/system/relay/<name>/path`, docs/wire-protocol.md, "Relaying"). When the reply-to it
+ * writes is a reply path of this process (its own or relayed), `grant` is told the path the
+ * peer will send the reply to (replies.ts).
  */
 export function outboundReplyTo(
   m: Message,
   local: string,
   peer: string | undefined,
   route: string | undefined,
+  grant?: (path: string) => void,
 ): Message {
   const at = replyToAt(m);
   if (at < 0) return m;
   const t = m.tuples[at]!;
   if (t.type !== 'str') return m;
   const v = t.value;
-  if (v.charCodeAt(0) === 47 /* '/' */) return withReplyTo(m, at, `${local}:${v}`);
+  if (v.charCodeAt(0) === 47 /* '/' */) {
+    if (grant !== undefined && isReplyPath(v)) grant(v);
+    return withReplyTo(m, at, `${local}:${v}`);
+  }
   const colon = v.indexOf(':');
   if (colon <= 0) return m;
   const name = v.slice(0, colon);
-  if (name.includes('/') || name === peer || name === local) return m;
+  if (name.includes('/') || name === peer) return m;
+  if (name === local) {
+    if (grant !== undefined && isReplyPath(v.slice(colon + 1))) grant(v.slice(colon + 1));
+    return m;
+  }
   if (name === route) return withReplyTo(m, at, `${peer}${v.slice(colon)}`);
-  return withReplyTo(m, at, `${local}:${RELAY}/${name}${v.slice(colon + 1)}`);
+  const relayed = `${RELAY}/${name}${v.slice(colon + 1)}`;
+  if (grant !== undefined && isReplyPath(relayed)) grant(relayed);
+  return withReplyTo(m, at, `${local}:${relayed}`);
 }

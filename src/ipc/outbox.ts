@@ -3,6 +3,8 @@ import type { Socket } from 'node:net';
 /** Below this many queued bytes a flush joins its frames into one buffer; above, the socket writes them as a vector. */
 const JOIN_BELOW = 64 * 1024;
 
+const RESOLVED = Promise.resolve();
+
 /**
  * The frames waiting to go to one peer. Frames queued in one synchronous run go out in one
  * socket write (at the end of the run). The peer's backlog — frames queued here plus what the
@@ -31,11 +33,23 @@ export class Outbox {
       this.overflow(backlog);
       return false;
     }
-    this.frames.push(frame);
+    const frames = this.frames;
+    const n = frames.length;
+    const last = n > 0 ? frames[n - 1]! : undefined;
+    if (
+      last !== undefined &&
+      last.buffer === frame.buffer &&
+      last.byteOffset + last.length === frame.byteOffset
+    )
+      // frames encoded one after another lie side by side in one buffer (wire.ts): one piece, no copy
+      frames[n - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + frame.length);
+    else frames.push(frame);
     this.bytes += frame.length;
     if (!this.scheduled) {
       this.scheduled = true;
-      queueMicrotask(this.flush);
+      // a promise reaction, not queueMicrotask: the same queue and order, without the
+      // AsyncResource and bound function queueMicrotask makes per call
+      RESOLVED.then(this.flush);
     }
     return true;
   }

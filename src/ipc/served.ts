@@ -6,9 +6,12 @@ import { checkPath, pathMatches } from '../core/path.js';
 import type { Acl, Operation } from './acl.js';
 import {
   errorFrame,
+  isReplyPath,
   onTimeoutFromWire,
   positionFromWire,
+  RELAY,
   REMOTE_TIMEOUT,
+  REPLY_PREFIX,
   relayTarget,
   resultToFrame,
   timeoutFromWire,
@@ -17,7 +20,22 @@ import { lsWire } from './introspect.js';
 import { inboundReplyTo } from './names.js';
 import type { PeerCred } from './peercred.js';
 import { listenFor } from './proxies.js';
-import { F, type Frame, field, frameName, fromWire, toWire } from './wire.js';
+import { F, type Frame, field, frameName, fromWire } from './wire.js';
+
+/** Paths that passed `checkPath` lately: peers send to a few mailboxes over and over. */
+const validPaths = new Set<string>();
+const VALID_PATHS_KEPT = 1024;
+
+function knownPath(path: string): string {
+  if (validPaths.has(path)) return path;
+  checkPath(path);
+  // a reply mailbox is used once: not worth remembering
+  if (!path.startsWith(REPLY_PREFIX)) {
+    if (validPaths.size >= VALID_PATHS_KEPT) validPaths.clear();
+    validPaths.add(path);
+  }
+  return path;
+}
 
 /** What `Served` needs of its link. */
 export interface ServedLink {
@@ -32,6 +50,8 @@ export interface ServedLink {
   write(frame: readonly unknown[]): void;
   /** The reply-to of a message going to the peer, made sense of there (names.ts). */
   qualify(m: Message): Message;
+  /** Whether the peer was given the reply path `path` (replies.ts). */
+  mayReply(path: string): boolean;
   /** An answer went out after its chain ran (the link may be waiting for the last one to close). */
   answered(): void;
 }
@@ -95,12 +115,20 @@ export class Served {
 
   private onSend(f: Frame): void {
     const id = field.uint(f, 1, 'id');
-    const path = checkPath(field.str(f, 2, 'path'));
+    const path = knownPath(field.str(f, 2, 'path'));
     let m = fromWire(f[3], path);
     this.allowed('send', path);
+    const bus = this.l.bus;
+    // A reply nobody asked this peer for: to a reply mailbox that is gone (a late or second
+    // answer) it goes on as before, to nobody; into a request still waiting, or relayed, it is
+    // refused: a peer that knows a client's route name must not answer that client's requests.
+    if (isReplyPath(path) && !this.l.mayReply(path) && (path.startsWith(RELAY) || bus.has(path)))
+      throw new MetanetError(
+        'EDENIED',
+        `send ${path} denied to ${this.l.who}: no request of ${path.startsWith(RELAY) ? 'that process' : 'this process'} was sent to it or through it`,
+      );
     m = inboundReplyTo(m, this.l.peerName!, this.l.routeName);
     const to = relayTarget(path);
-    const bus = this.l.bus;
     if (id === 0) {
       bus.post(to, m);
       return;
@@ -136,7 +164,7 @@ export class Served {
       new Promise((resolve, reject) => {
         const did = this.nextDelivery++;
         this.verdicts.set(did, { resolve, reject, onTimeout });
-        this.l.write([F.DELIVER, did, lid, path, toWire(this.l.qualify(m))]);
+        this.l.write([F.DELIVER, did, lid, path, this.l.qualify(m)]);
       });
     Object.defineProperty(proxy, 'name', { value: name });
     const h = listenFor(this.l.bus, path, proxy, {
@@ -181,7 +209,7 @@ export class Served {
     const all = pattern === '/**' || pattern === '**';
     const mid = this.nextMonitor++;
     const stop = this.l.bus.tap((path, m, listened) => {
-      if (all || pathMatches(pattern, path)) this.l.write([F.EVENT, mid, path, toWire(m), listened]);
+      if (all || pathMatches(pattern, path)) this.l.write([F.EVENT, mid, path, m, listened]);
     });
     this.monitors.set(mid, stop);
     this.l.write([F.OK, id, mid]);

@@ -1,6 +1,7 @@
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { MetanetError } from '../core/errors.js';
 import { Message, type Tuple, type TupleType } from '../core/message.js';
+import { NO, readFrame, TYPE_CODE, writeFrame } from './msgpack.js';
 
 /**
  * The wire protocol (docs/wire-protocol.md): each frame is a 4-byte big-endian payload length
@@ -31,16 +32,6 @@ export const F = {
 } as const;
 export type FrameType = (typeof F)[keyof typeof F];
 
-/** Type codes of tuples on the wire. */
-const TYPE_CODE: Record<TupleType, number> = {
-  str: 0,
-  int: 1,
-  float: 2,
-  bool: 3,
-  bytes: 4,
-  null: 5,
-  list: 6,
-};
 const CODE_TYPE: readonly TupleType[] = ['str', 'int', 'float', 'bool', 'bytes', 'null', 'list'];
 /** Lists in a message nest at most this deep (the message itself is depth 0). */
 export const MAX_DEPTH = 32;
@@ -140,13 +131,20 @@ function proto(text: string): MetanetError {
 }
 
 /**
- * One frame, length prefix included. Frame-level integers beyond 32 bits are written as int64
+ * One frame, length prefix included. A Message among the frame's elements goes as its tuples
+ * (`toWire`), written straight from the message. Frame-level integers beyond 32 bits are written as int64
  * (msgpackr would write them as float64, which receivers refuse for an id).
  */
 export function encodeFrame(frame: Frame): Buffer {
+  const wide = wideInts(frame);
+  const fast = writeFrame(wide);
+  if (fast !== undefined) return fast;
   // msgpackr leaves 4 bytes free in front of the payload for the length: no second buffer, no
   // copy. The result is a slice of msgpackr's output buffer that later packs never overwrite.
-  const out = packr.pack(wideInts(frame), LENGTH_PREFIX);
+  const out = packr.pack(
+    wide.some((v) => v instanceof Message) ? wide.map((v) => (v instanceof Message ? toWire(v) : v)) : wide,
+    LENGTH_PREFIX,
+  );
   out.writeUInt32BE(out.length - 4, 0);
   return out;
 }
@@ -168,10 +166,25 @@ function wideInts(frame: Frame): Frame {
  * integers come back as numbers whatever their encoding when they are safe integers.
  */
 export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_INFINITY): Frame {
-  if (payload.length > maxValues) checkValues(payload, maxValues);
+  return decodeAt(payload, 0, payload.length, maxValues);
+}
+
+/**
+ * `decodePayload` of the bytes `start` to `end` of `b`, without a view of them: a read holding
+ * many frames is decoded in place (msgpackr keeps one DataView per buffer, made on first use).
+ */
+const AT = { start: 0, end: 0 };
+
+function decodeAt(b: Uint8Array, start: number, end: number, maxValues: number): Frame {
+  if (end - start > maxValues) checkValues(b, start, end, maxValues);
   let v: unknown;
   try {
-    v = packr.unpack(payload);
+    v = b instanceof Buffer ? readFrame(b, start, end) : NO;
+    if (v === NO) {
+      AT.start = start;
+      AT.end = end;
+      v = packr.unpack(b, AT);
+    }
   } catch (e) {
     throw proto(`frame is not valid MessagePack: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -191,12 +204,11 @@ export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_I
  * map entry, string, number … counts one). Walks the bytes without allocating; a truncated or
  * invalid encoding is left to the decoder to refuse.
  */
-function checkValues(b: Uint8Array, max: number): void {
-  const n = b.length;
+function checkValues(b: Uint8Array, start: number, n: number, max: number): void {
   const u16 = (p: number): number => (p + 2 <= n ? (b[p]! << 8) | b[p + 1]! : n);
   const u32 = (p: number): number =>
     p + 4 <= n ? b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) : n;
-  let pos = 0;
+  let pos = start;
   let remaining = 1;
   let count = 0;
   while (remaining > 0 && pos < n) {
@@ -302,6 +314,8 @@ export class FrameReader {
   private tailBytes = 0;
   private readonly maxValues: number;
   error: MetanetError | undefined;
+  /** Bytes of the frames returned so far (length prefixes included). */
+  consumed = 0;
 
   constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {
     this.maxValues = Math.max(1024, Math.floor(maxFrame / BYTES_PER_VALUE));
@@ -326,14 +340,16 @@ export class FrameReader {
       return this.fail(proto(`frame of ${len} bytes exceeds the limit of ${this.maxFrame} bytes`));
     if (len === 0) return this.fail(proto('empty frame'));
     if (!this.has(4 + len)) return undefined;
-    const payload = this.head.subarray(this.off + 4, this.off + 4 + len);
-    this.off += 4 + len;
-    if (this.off === this.head.length) {
+    const head = this.head;
+    const start = this.off + 4;
+    this.off = start + len;
+    this.consumed += 4 + len;
+    if (this.off === head.length) {
       this.head = EMPTY;
       this.off = 0;
     }
     try {
-      return decodePayload(payload, this.maxValues);
+      return decodeAt(head, start, start + len, this.maxValues);
     } catch (e) {
       return this.fail(e as MetanetError);
     }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
+import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { isMetanetError } from '../../src/core/errors.js';
@@ -146,6 +147,161 @@ describe('messages on the wire', () => {
     let deep: unknown = [];
     for (let i = 0; i < 40; i++) deep = [['l', 6, deep]];
     expect(() => fromWire(deep)).toThrow(/nested deeper/);
+  });
+});
+
+describe('the frame encoder', () => {
+  // msgpackr with the options of src/ipc/wire.ts: the reference the fast encoder must match
+  const reference = new Packr({
+    useRecords: false,
+    int64AsType: 'bigint',
+    mapsAsObjects: true,
+    moreTypes: false,
+  });
+  const values = (big: number): fc.Arbitrary<unknown> => {
+    const str = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.string({ unit: 'binary', maxLength: 80 }), // any code point, surrogate pairs included
+      fc.string({
+        unit: fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c)),
+        maxLength: 5,
+      }),
+      fc.integer({ min: 0, max: big }).map((n) => 'é'.repeat(n % 3 === 0 ? n : n % 300)),
+      fc.integer({ min: 0, max: big }).map((n) => 'x'.repeat(n)),
+    );
+    return fc.letrec((tie) => ({
+      v: fc.oneof(
+        { depthSize: 'small' },
+        str,
+        fc.integer({ min: -(2 ** 31), max: 2 ** 32 - 1 }),
+        fc.constantFrom(
+          0,
+          -0,
+          31,
+          32,
+          127,
+          128,
+          255,
+          256,
+          65535,
+          65536,
+          -32,
+          -33,
+          -128,
+          -129,
+          -32768,
+          -32769,
+        ),
+        fc.double(),
+        fc.boolean(),
+        fc.constant(null),
+        fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.integer({ min: 0, max: big }).map((n) => new Uint8Array(n)),
+        fc.array(tie('v'), { maxLength: 20 }),
+      ),
+    })).v;
+  };
+  const value = values(70_000);
+  it('writes the bytes msgpackr writes, for every frame it takes (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 12 }), fc.array(value, { maxLength: 8 }), (type, rest) => {
+        const frame = [type, ...rest];
+        // frame-level integers beyond 32 bits go as int64 (encodeFrame's own rule)
+        const wide = frame.map((v) =>
+          typeof v === 'number' && Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000) ? BigInt(v) : v,
+        );
+        let expected: string;
+        try {
+          expected = Buffer.from(reference.pack(wide)).toString('hex');
+        } catch {
+          expect(() => encodeFrame(frame)).toThrow(); // beyond 64 bits: refused the same way
+          return;
+        }
+        const ours = encodeFrame(frame);
+        expect(ours.readUInt32BE(0)).toBe(ours.length - 4);
+        expect(Buffer.from(ours.subarray(4)).toString('hex')).toBe(expected);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+  it('the frame decoder reads what msgpackr reads, and leaves it every error (property)', () => {
+    // what decodePayload would return with msgpackr alone
+    const viaMsgpackr = (b: Buffer): unknown => {
+      const v = reference.unpack(b) as unknown[];
+      if (!Array.isArray(v) || v.length === 0 || typeof v[0] !== 'number') throw new Error('not a frame');
+      return v.map((x) =>
+        typeof x === 'bigint' && x >= -0x1fffffffffffffn && x <= 0x1fffffffffffffn ? Number(x) : x,
+      );
+    };
+    const outcome = (f: () => unknown): unknown => {
+      try {
+        return { value: f() };
+      } catch {
+        return 'refused';
+      }
+    };
+    const anyValue = fc.oneof(values(300), fc.object(), fc.string({ unit: 'grapheme', maxLength: 20 }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 12 }),
+        fc.array(anyValue, { maxLength: 6 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 3 }),
+        fc.nat(),
+        (type, rest, flips, cut) => {
+          let b = Buffer.from(reference.pack([type, ...rest]));
+          if (flips.length > 0) {
+            b = Buffer.from(b);
+            for (const [at, byte] of flips) b[at % b.length] = byte;
+            if (cut % 3 === 0) b = b.subarray(0, cut % (b.length + 1));
+          }
+          if (b.length === 0) return;
+          // in a stream, as the reader sees it: other bytes around the frame
+          const framed = Buffer.concat([Buffer.from([0, 0, 0, 0]), b, Buffer.from([0xc1, 0x90])]);
+          framed.writeUInt32BE(b.length, 0);
+          const r = new FrameReader(16 * 1024 * 1024);
+          const ours = (): unknown => {
+            const got = r.push(framed);
+            if (got.length === 0) throw r.error;
+            return got[0];
+          };
+          const got = outcome(ours);
+          // a count of values the frame cannot hold is refused before msgpackr would build it
+          if (got === 'refused' && / announced, \d+ bytes left$/.test(String(r.error?.message))) return;
+          expect(got).toEqual(outcome(() => viaMsgpackr(b)));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+  it('a message in a frame is written as its tuples, byte for byte (property)', () => {
+    fc.assert(
+      fc.property(fc.array(tupleArb, { maxLength: 8 }), fc.boolean(), (ts, big) => {
+        // big: past what fits the encoder's buffer, so msgpackr writes it
+        const m = new Message(big ? [...ts, { tag: 'pad', type: 'str', value: 'x'.repeat(70_000) }] : ts);
+        const direct = Buffer.from(encodeFrame([F.SEND, 7, '/x', m])).toString('hex');
+        expect(direct).toBe(Buffer.from(encodeFrame([F.SEND, 7, '/x', toWire(m)])).toString('hex'));
+        expect(direct).toBe(
+          Buffer.from(reference.pack([F.SEND, 7, '/x', toWire(m)]))
+            .toString('hex')
+            .replace(/^/, direct.slice(0, 8)),
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+  it('strings read again are the same strings, however many share a slot of the reader', () => {
+    const names = Array.from({ length: 10_000 }, (_, i) => `/k/${(i * 7919) % 10_000}`);
+    for (let round = 0; round < 2; round++) {
+      const r = new FrameReader();
+      const got = r.push(Buffer.concat(names.map((n) => encodeFrame([F.SEND, 0, n, []]))));
+      expect(got.map((f) => f[2])).toEqual(names);
+    }
+  });
+  it('frames written one after another stay intact (slices of one buffer)', () => {
+    const frames = Array.from({ length: 5000 }, (_, i) => [F.SEND, i, '/a', [['n', 1, i]]]);
+    const bytes = frames.map((f) => encodeFrame(f));
+    expect(bytes.map((b) => decodePayload(b.subarray(4)))).toEqual(frames);
   });
 });
 

@@ -1,0 +1,65 @@
+import { REPLY_PREFIX } from './frames.js';
+
+/** Reply mailboxes of this process held at least until this many have been given to one peer, then swept. */
+const SWEEP_FIRST = 1024;
+/** A relayed reply path is honoured at least this long after it was given (ms)… */
+const RELAY_WINDOW = 30_000;
+/** …unless the peer was given this many others since. */
+const RELAY_KEPT = 65_536;
+
+/**
+ * The reply paths one peer may send to (docs/ipc.md, "Replies come back the way the request
+ * went"). A request's reply mailbox (`/system/reply/N`) takes a reply only from a connection the
+ * request was sent over, or delivered over to a remote listener; a relayed one
+ * (`/system/relay/NAME/…/system/reply/N`) is forwarded only for a peer that was given it. Every
+ * reply-to this process writes to the peer as its own is granted here (`grant`), so a peer that
+ * merely knows or guesses another client's route name and reply number cannot answer its request.
+ *
+ * Bounded: grants of this process's reply mailboxes are swept when their mailbox is gone (the
+ * request settled or timed out), each time their number doubles; relayed grants, whose request
+ * lives in another process, are kept for RELAY_WINDOW ms or RELAY_KEPT further grants.
+ */
+export class ReplyGrants {
+  private own = new Set<string>();
+  private sweepAt = SWEEP_FIRST;
+  private relayed = new Set<string>();
+  private relayedBefore = new Set<string>();
+  private relayedSince = 0;
+
+  /** `live(path)`: whether this process's reply mailbox still exists. */
+  constructor(private readonly live: (path: string) => boolean) {}
+
+  /** The peer is given `path` (a reply path of this process, as the peer will send to it). */
+  grant(path: string): void {
+    if (path.startsWith(REPLY_PREFIX)) {
+      this.own.add(path);
+      if (this.own.size >= this.sweepAt) this.sweep();
+      return;
+    }
+    const now = Date.now();
+    if (this.relayed.size === 0) this.relayedSince = now;
+    else if (this.relayed.size >= RELAY_KEPT || now - this.relayedSince >= RELAY_WINDOW) {
+      this.relayedBefore = this.relayed;
+      this.relayed = new Set();
+      this.relayedSince = now;
+    }
+    this.relayed.add(path);
+  }
+
+  /** Whether the peer may send to the reply path `path`. */
+  allows(path: string): boolean {
+    return this.own.has(path) || this.relayed.has(path) || this.relayedBefore.has(path);
+  }
+
+  /** Nothing is granted any more (the connection is gone). */
+  clear(): void {
+    this.own.clear();
+    this.relayed.clear();
+    this.relayedBefore.clear();
+  }
+
+  private sweep(): void {
+    for (const p of this.own) if (!this.live(p)) this.own.delete(p);
+    this.sweepAt = Math.max(SWEEP_FIRST, 2 * this.own.size);
+  }
+}
