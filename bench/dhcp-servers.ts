@@ -34,6 +34,8 @@ export interface StartOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Run MetaNet's dhcpd from this checkout instead of this one (compare two commits in one run). */
   readonly root?: string;
+  /** Added to the names of the config and lease files: each round starts from an empty lease file. */
+  readonly tag?: string;
 }
 
 export type ServerStarter = (lab: Lab, net: BenchNet, opts?: StartOptions) => Promise<RunningServer>;
@@ -72,15 +74,16 @@ async function ready(name: string, child: ChildProcess, re: RegExp, ms: number):
   return { name, child, stop: () => stopChild(child) };
 }
 
-export const startKea: ServerStarter = async (lab, net) => {
+export const startKea: ServerStarter = async (lab, net, opts = {}) => {
   const dir = lab.dir;
+  const tag = opts.tag ?? '';
   const config = {
     Dhcp4: {
       'interfaces-config': { interfaces: [net.iface], 'dhcp-socket-type': 'udp' },
       'lease-database': {
         type: 'memfile',
         persist: true,
-        name: join(dir, 'kea-leases4.csv'),
+        name: join(dir, `kea${tag}-leases4.csv`),
         'lfc-interval': 0,
       },
       'valid-lifetime': net.leaseTime,
@@ -98,14 +101,14 @@ export const startKea: ServerStarter = async (lab, net) => {
       loggers: [{ name: 'kea-dhcp4', output_options: [{ output: 'stdout' }], severity: 'INFO' }],
     },
   };
-  const file = lab.file('kea-dhcp4.json', JSON.stringify(config, null, 2));
+  const file = lab.file(`kea${tag}-dhcp4.json`, JSON.stringify(config, null, 2));
   const child = lab.spawn(lab.router, 'kea-dhcp4', ['-c', file], {
     env: { ...process.env, KEA_PIDFILE_DIR: dir, KEA_LOCKFILE_DIR: dir },
   });
   return ready('kea', child, /DHCP4_STARTED/, 10_000);
 };
 
-export const startDnsmasq: ServerStarter = async (lab, net) => {
+export const startDnsmasq: ServerStarter = async (lab, net, opts = {}) => {
   const child = lab.spawn(lab.router, 'dnsmasq', [
     '-k',
     '-d',
@@ -116,7 +119,7 @@ export const startDnsmasq: ServerStarter = async (lab, net) => {
     `--dhcp-range=${net.poolStart},${net.poolEnd},${net.leaseTime}`,
     `--dhcp-option=option:router,${net.serverIp}`,
     `--dhcp-option=option:dns-server,${net.serverIp}`,
-    `--dhcp-leasefile=${lab.file('dnsmasq.leases', '')}`,
+    `--dhcp-leasefile=${lab.file(`dnsmasq${opts.tag ?? ''}.leases`, '')}`,
     `--dhcp-lease-max=${1 << 20}`,
     '--conf-file=/dev/null',
     '--quiet-dhcp',
@@ -129,7 +132,8 @@ export const startDnsmasq: ServerStarter = async (lab, net) => {
  * The config follows src/services/dhcp/config.ts (the server helper's schema).
  */
 export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
-  const tag = opts.root ? 'metanet-base' : 'metanet'; // each its own lease file: no replay of the other's
+  const name = opts.root ? 'metanet-base' : 'metanet';
+  const tag = `${name}${opts.tag ?? ''}`; // each its own lease file: no replay of the other's
   const config = {
     listen: [{ interface: net.iface, address: net.serverIp }],
     subnets: [
@@ -165,7 +169,7 @@ export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
       env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn', ...opts.env },
     },
   );
-  return ready(tag, child, /dhcpd ready/, 15_000);
+  return ready(name, child, /dhcpd ready/, 15_000);
 };
 
 export const SERVERS: Readonly<Record<string, ServerStarter>> = {

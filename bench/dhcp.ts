@@ -1,29 +1,45 @@
 /**
  * DHCP exchanges per second: perfdhcp (Kea's, Debian kea-admin) drives full DORA exchanges against
- * MetaNet's dhcpd and against Kea and dnsmasq as baselines, in the same lab and the same run.
+ * MetaNet's dhcpd and against Kea (and dnsmasq) as baselines, in the same lab and the same run.
  *
- *   npm run bench:dhcp -- [--servers metanet,kea,dnsmasq] [--rates 100,250,500,…]
- *                         [--period 3] [--clients 20000] [--node-args='--cpu-prof --cpu-prof-dir=/tmp/prof']
+ *   npm run bench:dhcp -- [--servers kea,metanet[,dnsmasq]] [--rounds 3] [--rates 500,1000,…]
+ *                         [--overload 8000] [--period 3] [--clients 20000]
+ *                         [--node-args='--cpu-prof --cpu-prof-dir=/tmp/prof']
  *                         [--env METANET_LOG=debug,…] [--baseline DIR]
+ *
+ * Rounds: the servers run one after the other, `--rounds` times (at least 3 for a median), the
+ * order rotated each round (kea, metanet; metanet, kea; …), each round from an empty lease file.
+ * The machine is shared and a single round can differ by 30–50 %: only same-round ratios count.
+ * The report gives each round's ratio to Kea and the median with its spread (min–max).
  *
  * Lab: perfdhcp runs in the client namespace as a relay (it sends from port 67 with giaddr = its
  * address 10.78.0.2 on c0); each server runs alone in the router namespace on r0 (10.78.0.1/16) and
  * answers giaddr:67. Pool 10.78.1.1–10.78.250.254, `--clients` distinct MACs (perfdhcp -R), every
  * lease persisted. Each server gets a 1 s warm-up at 100/s, not counted; then the rate steps up
- * until drops reach 20% (a step with >= 1% drops is run twice, the better run kept, so a burst of
- * load from elsewhere does not end the climb); the result is the highest requested rate served
- * with < 1% drops.
+ * (`--rates`) until drops reach 20 % or two steps in a row have >= 1 % drops (a step with >= 1 %
+ * drops is run twice, the better run kept, so a burst of load from elsewhere does not end the
+ * climb); the result is the highest requested rate served with < 1 % drops. Then the overload
+ * step: `--overload` per second offered (0: none), whatever the server's capacity, counting the
+ * exchanges it still completes; a server that does not collapse past saturation completes about
+ * its best clean rate there.
  * Drops = DISCOVERs sent without an ACK back; exchanges/s = ACKs / test period (perfdhcp's own
- * "Rate" also counts its 0.5 s exit wait, so it reads low).
+ * "Rate" also counts its 0.5 s exit wait, so it reads low). "rcvbuf drops" are the datagrams the
+ * kernel dropped during the step for a full socket receive buffer (UdpRcvbufErrors of each
+ * namespace): the server's, and perfdhcp's (whose replies are lost when it is off the CPU).
  * Many distinct clients is the point: with `--clients 1` nothing new is written per exchange and
  * dnsmasq served 2,000/s clean here, but it slows as its lease count grows (100–250/s with 20,000
  * clients), while Kea's memfile and our journal only append.
  * `--node-args` (split on spaces) and `--env` (KEY=VALUE,…) go to MetaNet's dhcpd process only: a CPU
- * profile is written when it exits at the end of its steps. `--baseline DIR` adds the server
- * `metanet-base`: MetaNet's dhcpd run from another checkout (e.g. `git archive OLD src | tar -x -C DIR`
- * and a node_modules symlink), to compare two commits in the same run.
+ * profile is written when it exits at the end of its steps (one per round). `--baseline DIR` adds
+ * the server `metanet-base`: MetaNet's dhcpd run from another checkout, to compare two commits in
+ * the same run; DIR holds that checkout's `src`, `package.json` (ESM) and a `node_modules` symlink:
+ *   mkdir -p /tmp/dhcpbase && git archive HEAD src package.json | tar -x -C /tmp/dhcpbase \
+ *     && ln -s "$PWD/node_modules" /tmp/dhcpbase/node_modules
+ * Each step also gives the server's CPU time per exchange (/proc/PID/stat, all threads): what an
+ * exchange costs whatever share of the CPU the server got, the steadier figure on a busy machine.
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Lab } from '../test/support/lab.js';
@@ -39,6 +55,14 @@ export interface PerfResult {
   acks: number;
   dropPct: number;
   avgDelayMs: number;
+  /** Datagrams the kernel dropped for a full receive buffer during the step (UdpRcvbufErrors): the server's namespace, perfdhcp's. */
+  rcvbufServer?: number;
+  rcvbufPerf?: number;
+  /**
+   * The server process's CPU time (user + system, all threads) per completed exchange during the
+   * step, in µs: what an exchange costs, whatever share of the CPU the server got.
+   */
+  cpuUsPerExchange?: number;
 }
 
 /** Read perfdhcp's report; throws when it is not one. */
@@ -82,7 +106,48 @@ const PERF_IP = '10.78.0.2';
 const CLEAN_PCT = 1;
 const GIVE_UP_PCT = 20;
 
-async function perfdhcp(lab: Lab, rate: number, period: number, clients: number): Promise<PerfResult> {
+/** UdpRcvbufErrors of a namespace (/proc/net/snmp): datagrams dropped for a full receive buffer. */
+async function rcvbufErrors(lab: Lab, ns: string): Promise<number> {
+  const r = await lab.exec(ns, 'cat', ['/proc/net/snmp']);
+  const udp = r.stdout.split('\n').filter((l) => l.startsWith('Udp: '));
+  const names = udp[0]?.split(/\s+/) ?? [];
+  const values = udp[1]?.split(/\s+/) ?? [];
+  return Number(values[names.indexOf('RcvbufErrors')] ?? Number.NaN);
+}
+
+/** CPU time of a process, user + system, all its threads, in µs (/proc/PID/stat; NaN if gone). */
+function cpuUs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS; // utime, stime (fields 14, 15)
+  } catch {
+    return Number.NaN;
+  }
+}
+const CLOCK_TICKS = 100;
+
+async function perfdhcp(
+  lab: Lab,
+  rate: number,
+  period: number,
+  clients: number,
+  pid?: number,
+): Promise<PerfResult> {
+  const before = await Promise.all([rcvbufErrors(lab, lab.router), rcvbufErrors(lab, lab.client)]);
+  const cpu0 = cpuUs(pid);
+  const r = await perfdhcpRun(lab, rate, period, clients);
+  const cpu = cpuUs(pid) - cpu0;
+  const after = await Promise.all([rcvbufErrors(lab, lab.router), rcvbufErrors(lab, lab.client)]);
+  return {
+    ...r,
+    rcvbufServer: after[0] - before[0],
+    rcvbufPerf: after[1] - before[1],
+    ...(pid !== undefined && r.acks > 0 ? { cpuUsPerExchange: cpu / r.acks } : {}),
+  };
+}
+
+async function perfdhcpRun(lab: Lab, rate: number, period: number, clients: number): Promise<PerfResult> {
   const args = [
     '-4',
     '-l',
@@ -105,76 +170,196 @@ async function perfdhcp(lab: Lab, rate: number, period: number, clients: number)
   return parsePerfdhcp(rate, period, r.stdout);
 }
 
+/** One server's run in one round: the climb, its best clean step, and the overload step. */
+export interface ServerRun {
+  readonly steps: PerfResult[];
+  readonly best: PerfResult | undefined;
+  readonly overload: PerfResult | undefined;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
 async function benchServer(
   lab: Lab,
   name: string,
   rates: number[],
+  overload: number,
   period: number,
   clients: number,
   startOpts: StartOptions,
-): Promise<PerfResult[]> {
+): Promise<ServerRun> {
   const start = name === 'metanet-base' ? SERVERS.metanet : SERVERS[name];
   if (!start) throw new Error(`unknown server ${name}; known: ${Object.keys(SERVERS).join(', ')}`);
   let server: RunningServer | undefined;
-  const results: PerfResult[] = [];
+  const steps: PerfResult[] = [];
+  let over: PerfResult | undefined;
+  const say = (what: string, r: PerfResult): void => {
+    process.stderr.write(
+      `${name.padEnd(12)} ${what} ${String(r.requested).padStart(6)}/s → ${r.rate.toFixed(0).padStart(6)}/s, ` +
+        `${r.dropPct.toFixed(2)}% drops, ${r.avgDelayMs.toFixed(1)} ms, ${fmt(r.cpuUsPerExchange)} µs CPU/exchange; rcvbuf drops server ${r.rcvbufServer ?? '?'}, perfdhcp ${r.rcvbufPerf ?? '?'}\n`,
+    );
+  };
   try {
     server = await start(lab, NET, startOpts);
     await perfdhcp(lab, 100, 1, clients); // warm-up (JIT, caches, first lease writes), not counted
+    const pid = server.child.pid;
+    let unclean = 0;
     for (const rate of rates) {
-      let r = await perfdhcp(lab, rate, period, clients);
+      let r = await perfdhcp(lab, rate, period, clients, pid);
       if (r.dropPct >= CLEAN_PCT) {
         // One retry, keeping the better run: a burst of load from elsewhere should not end the climb.
-        await new Promise((res) => setTimeout(res, 500));
-        const again = await perfdhcp(lab, rate, period, clients);
+        await sleep(500);
+        const again = await perfdhcp(lab, rate, period, clients, pid);
         if (again.dropPct < r.dropPct) r = again;
       }
-      results.push(r);
-      process.stderr.write(
-        `${name.padEnd(8)} ${String(rate).padStart(6)}/s → ${r.rate.toFixed(0).padStart(6)}/s, ${r.dropPct.toFixed(2)}% drops\n`,
-      );
-      if (r.dropPct >= GIVE_UP_PCT) break;
-      await new Promise((res) => setTimeout(res, 500)); // let the server drain between steps
+      steps.push(r);
+      say('climb   ', r);
+      await sleep(500); // let the server drain between steps
+      unclean = r.dropPct >= CLEAN_PCT ? unclean + 1 : 0;
+      if (r.dropPct >= GIVE_UP_PCT || unclean >= 2) break;
+    }
+    if (overload > 0) {
+      over = await perfdhcp(lab, overload, period, clients, pid);
+      say('overload', over);
     }
   } finally {
     await server?.stop();
   }
-  return results;
+  return { steps, best: bestClean(steps), overload: over };
 }
 
-function table(all: Map<string, PerfResult[]>): string {
-  const kea = all.get('kea') ?? [];
-  const keaAt = (req: number): PerfResult | undefined => kea.find((k) => k.requested === req);
-  const rows: string[][] = [
-    ['server', 'requested/s', 'exchanges/s', 'drops %', 'avg delay ms', 'ratio to Kea'],
+function bestClean(rs: readonly PerfResult[]): PerfResult | undefined {
+  return rs.filter((r) => r.dropPct < CLEAN_PCT).sort((a, b) => b.rate - a.rate)[0];
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const fmt = (x: number | undefined, digits = 0): string =>
+  x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
+
+/** Server order of round `i`: rotated each round, so no server always runs first (or right after another). */
+export function roundOrder(servers: readonly string[], i: number): string[] {
+  const k = i % servers.length;
+  return [...servers.slice(k), ...servers.slice(0, k)];
+}
+
+function report(servers: readonly string[], rounds: Map<string, ServerRun>[], overload: number): string {
+  const out: string[] = [];
+  // Every step of every round.
+  const steps: string[][] = [
+    [
+      'round',
+      'server',
+      'requested/s',
+      'exchanges/s',
+      'drops %',
+      'avg delay ms',
+      'CPU µs/exchange',
+      'rcvbuf drops: server',
+      'perfdhcp',
+    ],
   ];
-  for (const [name, results] of all)
-    for (const r of results) {
-      const k = keaAt(r.requested);
-      rows.push([
+  rounds.forEach((round, i) => {
+    for (const [name, run] of round)
+      for (const r of [...run.steps, ...(run.overload ? [run.overload] : [])])
+        steps.push([
+          String(i + 1),
+          name,
+          `${r === run.overload ? 'overload ' : ''}${r.requested}`,
+          r.rate.toFixed(0),
+          r.dropPct.toFixed(2),
+          r.avgDelayMs.toFixed(1),
+          fmt(r.cpuUsPerExchange),
+          String(r.rcvbufServer ?? '-'),
+          String(r.rcvbufPerf ?? '-'),
+        ]);
+  });
+  out.push(format(steps));
+  // Per round: each server's best clean rate and its overload figure, and the ratios.
+  const ref = servers.includes('kea') ? 'kea' : undefined;
+  const perRound: string[][] = [
+    [
+      'round',
+      'server',
+      `best clean (< ${CLEAN_PCT}%) req/s`,
+      'exchanges/s',
+      ...(ref ? [`ratio to ${ref}`] : []),
+      ...(overload ? [`at ${overload}/s offered`, '% of own best'] : []),
+      'CPU µs/exchange (clean steps)',
+    ],
+  ];
+  const ratios = new Map<string, number[]>();
+  const overPct = new Map<string, number[]>();
+  const bests = new Map<string, number[]>();
+  const overs = new Map<string, number[]>();
+  const cpu = new Map<string, number[]>();
+  const push = (m: Map<string, number[]>, k: string, v: number): void => {
+    if (Number.isFinite(v)) m.set(k, [...(m.get(k) ?? []), v]);
+  };
+  rounds.forEach((round, i) => {
+    const refBest = ref ? round.get(ref)?.best?.rate : undefined;
+    for (const name of servers) {
+      const run = round.get(name);
+      if (!run) continue;
+      const best = run.best?.rate;
+      const ratio = best !== undefined && refBest ? best / refBest : undefined;
+      const pct = best && run.overload ? (100 * run.overload.rate) / best : undefined;
+      push(ratios, name, ratio ?? Number.NaN);
+      push(overPct, name, pct ?? Number.NaN);
+      push(bests, name, best ?? Number.NaN);
+      push(overs, name, run.overload?.rate ?? Number.NaN);
+      const cpuClean = median(
+        run.steps
+          .filter((r) => r.dropPct < CLEAN_PCT && r.cpuUsPerExchange !== undefined)
+          .map((r) => r.cpuUsPerExchange!),
+      );
+      push(cpu, name, cpuClean);
+      perRound.push([
+        String(i + 1),
         name,
-        String(r.requested),
-        r.rate.toFixed(0),
-        r.dropPct.toFixed(2),
-        r.avgDelayMs.toFixed(1),
-        k && k.rate > 0 ? (r.rate / k.rate).toFixed(2) : '-',
+        run.best ? String(run.best.requested) : `none (even ${run.steps[0]?.requested ?? '?'}/s dropped)`,
+        fmt(best),
+        ...(ref ? [fmt(ratio, 2)] : []),
+        ...(overload ? [fmt(run.overload?.rate), fmt(pct)] : []),
+        fmt(cpuClean),
       ]);
     }
-  const best = (rs: PerfResult[]): PerfResult | undefined =>
-    rs.filter((r) => r.dropPct < CLEAN_PCT).sort((a, b) => b.rate - a.rate)[0];
-  const keaBest = best(kea);
+  });
+  out.push(format(perRound));
+  // The medians over the rounds, with their spread (min–max).
+  const spread = (xs: readonly number[] | undefined, digits: number): string =>
+    xs?.length
+      ? `${fmt(median(xs), digits)} (${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)})`
+      : '-';
   const summary: string[][] = [
-    ['server', `best rate with < ${CLEAN_PCT}% drops`, 'exchanges/s', 'ratio to Kea'],
+    [
+      `median (min–max) of ${rounds.length} rounds`,
+      'best clean exchanges/s',
+      ...(ref ? [`ratio to ${ref}`] : []),
+      ...(overload ? [`exchanges/s at ${overload}/s`, '% of own best', '% of own median best'] : []),
+      'CPU µs/exchange',
+      ...(ref ? [`CPU ratio to ${ref}`] : []),
+    ],
   ];
-  for (const [name, results] of all) {
-    const b = best(results);
+  const refCpu = ref ? median(cpu.get(ref) ?? []) : Number.NaN;
+  for (const name of servers) {
+    const ofMedian = (100 * median(overs.get(name) ?? [])) / median(bests.get(name) ?? []);
     summary.push([
       name,
-      b ? String(b.requested) : `none (even ${results[0]?.requested ?? '?'}/s dropped)`,
-      b ? b.rate.toFixed(0) : '-',
-      b && keaBest ? (b.rate / keaBest.rate).toFixed(2) : '-',
+      spread(bests.get(name), 0),
+      ...(ref ? [spread(ratios.get(name), 2)] : []),
+      ...(overload ? [spread(overs.get(name), 0), spread(overPct.get(name), 0), fmt(ofMedian)] : []),
+      spread(cpu.get(name), 0),
+      ...(ref ? [fmt(median(cpu.get(name) ?? []) / refCpu, 2)] : []),
     ]);
   }
-  return `${format(rows)}\n\n${format(summary)}`;
+  out.push(format(summary));
+  return out.join('\n\n');
 }
 
 function format(rows: string[][]): string {
@@ -184,11 +369,18 @@ function format(rows: string[][]): string {
   return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
 
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      servers: { type: 'string', default: 'metanet,kea,dnsmasq' },
-      rates: { type: 'string', default: '100,250,500,750,1000,1500,2000,3000,4000,6000,8000' },
+      servers: { type: 'string', default: 'kea,metanet' },
+      rounds: { type: 'string', default: '3' },
+      rates: { type: 'string', default: '1000,1500,2000,3000,4000,5000,6000,7000,8000,10000,12000' },
+      overload: { type: 'string', default: '8000' },
       period: { type: 'string', default: '3' },
       clients: { type: 'string', default: '20000' },
       'node-args': { type: 'string', default: '' },
@@ -199,10 +391,14 @@ async function main(): Promise<void> {
   });
   const servers = values.servers.split(',').filter(Boolean);
   const rates = values.rates.split(',').map(Number);
+  const rounds = Number(values.rounds);
+  const overload = Number(values.overload);
   const period = Number(values.period);
   const clients = Number(values.clients);
   if (rates.some((r) => !(r > 0)) || !(period >= 1) || !(clients >= 1))
     throw new Error('--rates must be positive numbers, --period >= 1 s, --clients >= 1');
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be an integer >= 1');
+  if (!(overload >= 0)) throw new Error('--overload must be a rate >= 0 (0: no overload step)');
 
   const env: Record<string, string> = {};
   for (const kv of values.env.split(',').filter(Boolean)) {
@@ -211,26 +407,39 @@ async function main(): Promise<void> {
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
   const startOpts: StartOptions = { nodeArgs: values['node-args'].split(' ').filter(Boolean), env };
-  if (values.baseline) servers.unshift('metanet-base');
-  const all = new Map<string, PerfResult[]>();
+  if (values.baseline) servers.push('metanet-base');
+  const results: Map<string, ServerRun>[] = [];
+  const began = Date.now();
+  const loadBefore = load();
   await Lab.with({}, async (lab) => {
     await lab.exec(lab.router, 'ip', ['addr', 'add', `${NET.serverIp}/16`, 'dev', NET.iface]);
     await lab.exec(lab.client, 'ip', ['addr', 'add', `${PERF_IP}/16`, 'dev', 'c0']);
-    for (const name of servers) {
-      try {
-        const opts = name === 'metanet-base' ? { ...startOpts, root: values.baseline } : startOpts;
-        all.set(name, await benchServer(lab, name, rates, period, clients, opts));
-      } catch (e) {
-        process.stderr.write(`${name}: ${(e as Error).message}\n`);
-        all.set(name, []);
+    for (let i = 0; i < rounds; i++) {
+      const round = new Map<string, ServerRun>();
+      results.push(round);
+      const order = roundOrder(servers, i);
+      process.stderr.write(`round ${i + 1}/${rounds}: ${order.join(', ')}; load average ${load()}\n`);
+      for (const name of order) {
+        try {
+          const opts: StartOptions = {
+            ...startOpts,
+            tag: `-r${i + 1}`,
+            ...(name === 'metanet-base' ? { root: values.baseline } : {}),
+          };
+          round.set(name, await benchServer(lab, name, rates, overload, period, clients, opts));
+        } catch (e) {
+          process.stderr.write(`${name}: ${(e as Error).message}\n`);
+        }
       }
     }
   });
   console.log(
     `DHCP DORA exchanges/s, perfdhcp -R ${clients} -p ${period} as a relay, pool of ${250 * 256 - 2} addresses, ` +
-      `leases persisted; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end`,
+      `leases persisted; ${rounds} rounds, servers alternating (order rotated each round); ` +
+      `${cpus().length} CPUs, load average ${loadBefore} before, ${load()} after; ` +
+      `${((Date.now() - began) / 1000).toFixed(0)} s`,
   );
-  console.log(table(all));
+  console.log(report(servers, results, overload));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`)

@@ -147,6 +147,7 @@ const DROP_REASONS = {
   no_subnet: 'noSubnet',
   rate_limited: 'rateLimited',
   no_address: 'noAddress',
+  shed: 'shed',
 } as const;
 /** Pools up to this size are counted address by address at scrape time (~2 µs each: a /20 in ~10 ms). */
 const SCAN_LIMIT = 4096;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MetanetError } from '../../core/errors.js';
-import { type Cidr, inCidr, intToIp, ipToInt, isIPv4, parseCidr } from './ip.js';
+import { type Cidr, inCidr, intToIp, ipToInt, isIPv4, parseCidr, quadToInt } from './ip.js';
 import type { NewClientLimit } from './ratelimit.js';
 
 /**
@@ -298,7 +298,8 @@ export function loadConfig(file: string, checkOption?: (key: string, value: unkn
 
 /** The subnet that contains `ip`, if any. */
 export function subnetOf(config: DhcpConfig, ip: string): SubnetConfig | undefined {
-  if (!isIPv4(ip)) return undefined;
-  const n = ipToInt(ip);
-  return config.subnets.find((s) => inCidr(s.cidr, n));
+  const n = quadToInt(ip);
+  if (n < 0) return undefined;
+  for (const s of config.subnets) if (inCidr(s.cidr, n)) return s;
+  return undefined;
 }

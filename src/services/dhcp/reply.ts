@@ -68,7 +68,57 @@ function cached<K>(cache: Map<K, DhcpOption>, key: K, make: () => DhcpOption): D
 
 const NEVER_CONFIGURED = new Set([53, 54, 82]);
 
+/**
+ * The options of the common reply — an OFFER or ACK with the subnet's lease time and options, no
+ * configured, host or lookup options, no hostname — depend only on the subnet, the type, the server
+ * id and the client's parameter request list: built once per combination and shared (frozen).
+ */
+const commonOptions = new WeakMap<SubnetConfig, Map<string, readonly DhcpOption[]>>();
+const COMMON_MAX = 256;
+
 export function buildReply(req: DhcpPacket, plan: ReplyPlan): DhcpPacket {
+  const s = plan.subnet;
+  const prl = getOption(req, 55);
+  let options: readonly DhcpOption[];
+  if (
+    plan.type !== MessageType.NAK &&
+    !plan.inform &&
+    plan.configOptions.length === 0 &&
+    !plan.decision?.hostname &&
+    (plan.decision?.leaseTime ?? s.leaseTime) === s.leaseTime
+  ) {
+    let bySubnet = commonOptions.get(s);
+    if (bySubnet === undefined) commonOptions.set(s, (bySubnet = new Map()));
+    const key = `${plan.type}|${plan.serverId}|${prl === undefined ? '-' : prl.toString('latin1')}`;
+    let common = bySubnet.get(key);
+    if (common === undefined) {
+      common = Object.freeze(replyOptions(prl, plan));
+      if (bySubnet.size < COMMON_MAX) bySubnet.set(key, common);
+    }
+    options = common;
+  } else options = replyOptions(prl, plan);
+  const relay = getOption(req, 82);
+  return {
+    op: 2,
+    htype: req.htype,
+    hlen: req.hlen,
+    hops: 0,
+    xid: req.xid,
+    secs: 0,
+    flags: req.flags & 0x8000,
+    ciaddr: plan.type === MessageType.ACK ? req.ciaddr : '0.0.0.0',
+    yiaddr: plan.yiaddr,
+    siaddr: '0.0.0.0',
+    giaddr: req.giaddr,
+    chaddr: req.chaddr,
+    sname: '',
+    file: '',
+    options: relay ? [...options, { code: 82, data: relay }] : (options as DhcpOption[]),
+  };
+}
+
+/** The reply's options in their order (module doc), without the relay agent information (82). */
+function replyOptions(prl: Buffer | undefined, plan: ReplyPlan): DhcpOption[] {
   const s = plan.subnet;
   const head: DhcpOption[] = [
     cached(typeOptions, plan.type, () => valueToOption(53, plan.type)),
@@ -91,7 +141,6 @@ export function buildReply(req: DhcpPacket, plan: ReplyPlan): DhcpPacket {
   }
   const placed = new Set(head.map((o) => o.code));
   const options = [...head];
-  const prl = getOption(req, 55);
   if (prl)
     for (const code of prl) {
       const o = avail.get(code);
@@ -101,25 +150,7 @@ export function buildReply(req: DhcpPacket, plan: ReplyPlan): DhcpPacket {
       }
     }
   for (const [code, o] of avail) if (!placed.has(code) && code !== 28) options.push(o);
-  const relay = getOption(req, 82);
-  if (relay) options.push({ code: 82, data: relay });
-  return {
-    op: 2,
-    htype: req.htype,
-    hlen: req.hlen,
-    hops: 0,
-    xid: req.xid,
-    secs: 0,
-    flags: req.flags & 0x8000,
-    ciaddr: plan.type === MessageType.ACK ? req.ciaddr : '0.0.0.0',
-    yiaddr: plan.yiaddr,
-    siaddr: '0.0.0.0',
-    giaddr: req.giaddr,
-    chaddr: req.chaddr,
-    sname: '',
-    file: '',
-    options,
-  };
+  return options;
 }
 
 /**

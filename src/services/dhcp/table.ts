@@ -138,7 +138,7 @@ export const STATS_REPLY: readonly TupleSpec[] = [
   {
     tag: 'dropped',
     type: 'int',
-    doc: 'decoded packets dropped without an answer, for any reason (the kinds below among them)',
+    doc: 'packets dropped without an answer (malformed ones apart), for any reason (the kinds below among them)',
   },
   {
     tag: 'bad-option-length',
@@ -151,6 +151,11 @@ export const STATS_REPLY: readonly TupleSpec[] = [
   { tag: 'no-subnet', type: 'int', doc: 'dropped: on no served subnet (giaddr/ciaddr/interface)' },
   { tag: 'rate-limited', type: 'int', doc: 'dropped: a new client over the newClients limit of its link' },
   { tag: 'no-address', type: 'int', doc: 'DISCOVERs left unanswered: no address to offer' },
+  {
+    tag: 'shed',
+    type: 'int',
+    doc: 'dropped undecoded, the server being behind: a DISCOVER that waited 1 s, or one packet too many waiting',
+  },
   { tag: 'offers', type: 'int', doc: 'OFFERs sent' },
   {
     tag: 'offers-reclaimed',
