@@ -142,6 +142,19 @@ export function typeOf(v: unknown): TupleType | undefined {
 }
 
 function pushInit(out: Tuple[], tag: string, v: InitValue): void {
+  // the common values first, as tuple() would build them (the tag is checked by the caller)
+  if (typeof v === 'string') {
+    out.push({ tag, type: 'str', value: v });
+    return;
+  }
+  if (typeof v === 'number' && Number.isSafeInteger(v)) {
+    out.push({ tag, type: 'int', value: v });
+    return;
+  }
+  if (typeof v === 'boolean') {
+    out.push({ tag, type: 'bool', value: v });
+    return;
+  }
   if (v === undefined) return;
   if (v instanceof Typed) {
     out.push(tuple(tag, v.type, v.value));

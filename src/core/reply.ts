@@ -5,9 +5,10 @@
  */
 import { REPLY_TO } from './delivery.js';
 import { MetanetError } from './errors.js';
-import type { Listener, ListenerHandle, ListenOptions, SendResult } from './listener.js';
+import type { Listener, ListenerHandle, ListenerInfo, ListenOptions, SendResult } from './listener.js';
 import type { Attached } from './mailbox.js';
 import { Message, type MessageInit, type Tuple } from './message.js';
+import { Deadlines, type Due, type DueLane } from './timers.js';
 
 export interface WaitOptions {
   /** Tuples the message must contain, or a predicate. */
@@ -104,15 +105,21 @@ export interface ReplyHost {
   closeReply(r: PendingReply): void;
 }
 
+/** The timeouts of every request of the process, on one timer (timers.ts, `Deadlines`). */
+const requestTimeouts = new Deadlines();
+
 /**
- * One `request()` in flight: the reply mailbox's listener, the timer, and the send's result.
+ * One `request()` in flight: the reply mailbox's listener, the timeout, and the send's result.
  * It settles with the reply once the send said a listener ran (ENOLISTENER at once otherwise),
  * whichever of the two comes first; ETIMEDOUT when no reply comes in time; ECLOSED on close().
  * Same behaviour as `wait()` + `send()`, with one closure and no listener handle per request.
  */
-export class PendingReply {
+export class PendingReply implements Due {
   readonly attached: Attached;
-  private timer: NodeJS.Timeout | undefined;
+  dueAt = 0;
+  duePrev: Due | undefined = undefined;
+  dueNext: Due | undefined = undefined;
+  dueLane: DueLane | undefined = undefined;
   private reply: Message | undefined;
   private delivered = false;
   private done = false;
@@ -126,13 +133,7 @@ export class PendingReply {
     private readonly reject: (e: Error) => void,
   ) {
     this.attached = {
-      info: {
-        id: 0,
-        mailbox: path,
-        identity: new Message([{ tag: 'wait', type: 'str', value: path }]),
-        name: 'wait',
-        onTimeout: 'continue',
-      },
+      info: new ReplyListenerInfo(path),
       // bound, not an arrow: no closure to name per request (tsx/esbuild keepNames)
       fn: this.take.bind(this),
       wantsContext: false,
@@ -149,15 +150,16 @@ export class PendingReply {
 
   start(m: Message): void {
     this.bus.openReply(this);
-    if (Number.isFinite(this.ms))
-      this.timer = setTimeout(
-        () => this.fail(new MetanetError('ETIMEDOUT', `no reply from ${this.address} within ${this.ms} ms`)),
-        this.ms,
-      );
+    if (Number.isFinite(this.ms)) requestTimeouts.add(this, this.ms);
     this.bus.send(this.address, withReplyTo(m, this.path)).then(
       (r) => this.sent(r),
       (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
     );
+  }
+
+  /** @internal The timeout passed (called by the sweep). */
+  expire(): void {
+    this.fail(new MetanetError('ETIMEDOUT', `no reply from ${this.address} within ${this.ms} ms`));
   }
 
   private sent(r: SendResult): void {
@@ -185,8 +187,21 @@ export class PendingReply {
 
   private finish(): void {
     this.done = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.dueLane !== undefined) requestTimeouts.remove(this);
     this.bus.closeReply(this);
+  }
+}
+
+/** What introspection shows of a request's listener; its identity (`wait=PATH`) is made when asked for. */
+class ReplyListenerInfo implements ListenerInfo {
+  readonly id = 0;
+  readonly name = 'wait';
+  readonly onTimeout = 'continue';
+  private made: Message | undefined = undefined;
+  constructor(readonly mailbox: string) {}
+  get identity(): Message {
+    this.made ??= new Message([{ tag: 'wait', type: 'str', value: this.mailbox }]);
+    return this.made;
   }
 }
 
