@@ -4,12 +4,13 @@
  *   delivery.ts      the queue and the chain walks (verdicts, async, timeouts, errors, undelivered)
  *   reply.ts         wait() and request/reply
  *   introspection.ts mailboxes(), taps
+ *   route.ts         routes: a family of paths under a prefix served by one handler
  *   bus.ts           the namespace (create, listen, remove), sending, timers, remote, close
  * See docs/core.md for the rules.
  */
 import { Delivery, Dispatcher, ListenerContext } from './delivery.js';
 import { MetanetError } from './errors.js';
-import { addTap, describeAll, removeTap, type Tap } from './introspection.js';
+import { addTap, describeAll, describeRoutes, removeTap, type Tap } from './introspection.js';
 import type {
   Listener,
   ListenerHandle,
@@ -23,12 +24,14 @@ import { type Attached, Mailbox, type MailboxInfo } from './mailbox.js';
 import { Message, type MessageInit } from './message.js';
 import { type Address, checkPath, formatAddress, parseAddress } from './path.js';
 import { PendingReply, type RequestOptions, type WaitOptions, waitFor } from './reply.js';
+import { Route, type RouteHandle, type RouteHandler, routeFor } from './route.js';
 import { type Timer, Timers } from './timers.js';
 import type { Transport } from './transport.js';
 
 export { ERRORS, REPLY_TO, UNDELIVERED } from './delivery.js';
 export type { Tap } from './introspection.js';
 export type { RequestOptions, WaitOptions } from './reply.js';
+export type { RouteHandle, RouteHandler } from './route.js';
 
 export interface BusOptions {
   /** The daemon name; `name:/path` addresses with this name are local. */
@@ -64,10 +67,10 @@ export class Bus extends Dispatcher {
     const old = this.boxes.get(path);
     if (old && (old.chain.length > 0 || old.tuples.length > 0 || old.serial))
       throw new MetanetError('EEXIST', `mailbox ${path} already exists`);
-    const mb = new Mailbox(path, Message.from(options.tuples), options.serial ?? false);
+    const tuples = Message.from(options.tuples);
+    if (old) this.drop(old);
+    const mb = this.box(path, tuples, options.serial ?? false);
     if (old) mb.chain = old.chain;
-    this.boxes.set(path, mb);
-    this.forget();
     return mb.info();
   }
 
@@ -76,9 +79,23 @@ export class Bus extends Dispatcher {
     const mb = this.boxes.get(checkPath(path));
     if (!mb) return false;
     mb.removeAll();
-    this.boxes.delete(path);
-    this.forget();
+    this.drop(mb);
     return true;
+  }
+
+  /** A new mailbox in the namespace; under a route, the route's listener heads its chain. */
+  private box(path: string, tuples: Message, serial: boolean): Mailbox {
+    const mb = new Mailbox(path, tuples, serial);
+    this.boxes.set(path, mb);
+    this.forget();
+    if (this.routes.length > 0) routeFor(this.routes, path)?.adopt(mb, 'prepend');
+    return mb;
+  }
+
+  private drop(mb: Mailbox): void {
+    this.boxes.delete(mb.path);
+    this.forget();
+    if (this.routes.length > 0) routeFor(this.routes, mb.path)?.boxes.delete(mb);
   }
 
   has(path: string): boolean {
@@ -90,9 +107,55 @@ export class Bus extends Dispatcher {
     return this.boxes.get(checkPath(path))?.info();
   }
 
-  /** … or all of them, sorted by path. */
+  /** … or all of them, sorted by path (real mailboxes only: routes are listed by `routeInfos()`). */
   mailboxes(): MailboxInfo[] {
     return describeAll(this.boxes);
+  }
+
+  /** Introspection: every route, as `<prefix>/*` with its listener (id and name). */
+  routeInfos(): MailboxInfo[] {
+    return describeRoutes(this.routes);
+  }
+
+  // ---- routes ----------------------------------------------------------------------------
+
+  /**
+   * Serve every path under `prefix` that has no mailbox of its own with one handler: no mailbox,
+   * no map entry per path (the HTTP service's `<name>/client/<n>/…`). Messages to those paths are
+   * queued and delivered like any other. A mailbox created under the prefix (before or after)
+   * gets the route's listener in its chain (at its head when created after), so listeners there
+   * see what they would see beside an ordinary listener. EEXIST when it overlaps another route.
+   */
+  route(prefix: string, fn: RouteHandler, name = fn.name || 'anonymous'): RouteHandle {
+    this.open();
+    checkPath(prefix);
+    const r = new Route(prefix, fn, {
+      id: this.nextId++,
+      mailbox: `${prefix}/*`,
+      identity: Message.empty,
+      name,
+      onTimeout: 'continue',
+    });
+    for (const o of this.routes)
+      if (o.prefix === prefix || o.covers(prefix) || r.covers(o.prefix))
+        throw new MetanetError('EEXIST', `route ${prefix} overlaps route ${o.prefix}`);
+    this.routes = [...this.routes, r];
+    for (const mb of this.boxes.values()) if (r.covers(mb.path)) r.adopt(mb, 'append');
+    this.forget();
+    return {
+      id: r.info.id,
+      prefix,
+      get mailboxes() {
+        return r.boxes.size;
+      },
+      remove: () => {
+        if (r.removed) return;
+        r.removed = true;
+        this.routes = this.routes.filter((x) => x !== r);
+        for (const mb of r.boxes) mb.remove(r.info.id);
+        r.boxes.clear();
+      },
+    };
   }
 
   // ---- listeners -------------------------------------------------------------------------
@@ -113,12 +176,7 @@ export class Bus extends Dispatcher {
       return { id, address, identity, ready: remote.ready, remove: () => remote.remove() };
     }
     const path = addr.path;
-    let mb = this.boxes.get(path);
-    if (!mb) {
-      mb = new Mailbox(path, Message.empty, false);
-      this.boxes.set(path, mb);
-      this.forget();
-    }
+    const mb = this.boxes.get(path) ?? this.box(path, Message.empty, false);
     const attached: Attached = {
       info: {
         id,
@@ -142,9 +200,21 @@ export class Bus extends Dispatcher {
       identity,
       ready: Promise.resolve(),
       remove: () => {
-        box.remove(id);
+        if (box.remove(id) > 0) this.prune(box);
       },
     };
+  }
+
+  /**
+   * A mailbox under a route left bare but for the route's listener (no tuples, not serial) leaves
+   * the namespace: the route serves the path the same way without it. Its chain is left alone, so
+   * a delivery walking it still reaches the route's listener.
+   */
+  private prune(mb: Mailbox): void {
+    if (this.routes.length === 0 || mb.tuples.length > 0 || mb.serial || this.boxes.get(mb.path) !== mb)
+      return;
+    const c = mb.chain;
+    if (c.length === 1 && c[0]!.info === routeFor(this.routes, mb.path)?.info) this.drop(mb);
   }
 
   append(address: string, fn: Listener, identity?: MessageInit): ListenerHandle {
@@ -163,12 +233,16 @@ export class Bus extends Dispatcher {
       'remove' in which &&
       typeof which.remove === 'function'
     ) {
-      const before = this.boxes.get(path)?.chain.length ?? 0;
+      const mb = this.boxes.get(path);
+      const before = mb?.chain.length ?? 0;
       which.remove();
-      return before - (this.boxes.get(path)?.chain.length ?? 0);
+      return before - (mb?.chain.length ?? 0);
     }
     const mb = this.boxes.get(checkPath(path));
-    return mb ? mb.remove(which) : 0;
+    if (!mb) return 0;
+    const n = mb.remove(which);
+    if (n > 0) this.prune(mb);
+    return n;
   }
 
   // ---- sending ---------------------------------------------------------------------------
@@ -220,7 +294,16 @@ export class Bus extends Dispatcher {
 
   private postAny(address: string, init?: MessageInit): void {
     if (this.closed) throw new MetanetError('ECLOSED', `bus closed: cannot send to ${address}`);
-    const mb = address.charCodeAt(0) === 47 /* '/' */ ? this.boxes.get(address) : undefined;
+    let mb: Mailbox | undefined;
+    if (address.charCodeAt(0) === 47 /* '/' */) {
+      // Under a route with no mailbox at all (its usual state): no Map lookup of a fresh path.
+      const r = this.routes.length > 0 ? routeFor(this.routes, address) : undefined;
+      if (r !== undefined && (r.boxes.size === 0 || !this.boxes.has(address))) {
+        this.postRouted(address, init);
+        return;
+      }
+      mb = this.boxes.get(address);
+    }
     if (mb !== undefined) {
       const m = init instanceof Message ? init : Message.from(init);
       if (this.taps.length > 0) for (const t of this.taps) t(address, m, mb.chain.length > 0);
@@ -249,6 +332,22 @@ export class Bus extends Dispatcher {
       }
     }
     this.send(address, init).catch((e) => this.reportError(address, undefined, e));
+  }
+
+  /** A post to a path under a route with no mailbox of its own: queued as (path, message). */
+  private postRouted(address: string, init: MessageInit | undefined): void {
+    let m: Message;
+    try {
+      checkPath(address);
+      m = init instanceof Message ? init : Message.from(init);
+    } catch (e) {
+      this.reportError(address, undefined, e);
+      return;
+    }
+    if (this.taps.length > 0) for (const t of this.taps) t(address, m, true);
+    this.queue[this.queued++] = address;
+    this.queue[this.queued++] = m;
+    if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
   }
 
   /**
@@ -294,12 +393,7 @@ export class Bus extends Dispatcher {
 
   /** @internal A request's reply mailbox with its one prepended listener (what `wait()` would attach, for less). */
   openReply(r: PendingReply): void {
-    let mb = this.boxes.get(r.path);
-    if (!mb) {
-      mb = new Mailbox(r.path, Message.empty, false);
-      this.boxes.set(r.path, mb);
-      this.forget();
-    }
+    const mb = this.boxes.get(r.path) ?? this.box(r.path, Message.empty, false);
     mb.insert(r.attached, 'prepend');
     this.replies.add(r);
   }
@@ -307,9 +401,10 @@ export class Bus extends Dispatcher {
   /** @internal */
   closeReply(r: PendingReply): void {
     this.replies.delete(r);
-    this.boxes.get(r.path)?.removeAll();
-    this.boxes.delete(r.path);
-    this.forget();
+    const mb = this.boxes.get(r.path);
+    if (mb === undefined) return;
+    mb.removeAll();
+    this.drop(mb);
   }
 
   /** One-shot timer on the loop; cancelled by `close()`. */

@@ -18,6 +18,7 @@ import {
 import type { Logger } from './log.js';
 import type { Attached, Mailbox, Settle } from './mailbox.js';
 import { Message, type MessageInit } from './message.js';
+import { type Route, routeFor } from './route.js';
 
 /** Well-known mailboxes of every bus. */
 export const UNDELIVERED = '/system/undelivered';
@@ -104,10 +105,11 @@ const NO_CONTEXT = undefined as unknown as Context;
 const TIMED_OUT = Symbol('timed out');
 
 /**
- * A queue slot pair: a Delivery and `undefined` (from send), or a Mailbox and the Message (from
- * post: no Delivery is allocated unless the chain needs one).
+ * A queue slot pair: a Delivery and `undefined` (from send), a Mailbox and the Message (from
+ * post: no Delivery is allocated unless the chain needs one), or a path under a route and the
+ * Message (a post to a path with no mailbox of its own; the route is looked up at delivery).
  */
-type Slot = Delivery | Mailbox | Message | undefined;
+type Slot = Delivery | Mailbox | Message | string | undefined;
 
 function isThenable(x: unknown): x is PromiseLike<ListenerResult> {
   return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
@@ -130,6 +132,8 @@ export abstract class Dispatcher {
   protected readonly boxes = new Map<string, Mailbox>();
   protected closed = false;
   protected taps: Tap[] = [];
+  /** Routes (route.ts); replaced, never mutated. */
+  protected routes: Route[] = [];
   protected queue: Slot[] = [];
   /** Slots used in `queue` (the array is reused: its length is its high-water mark). */
   protected queued = 0;
@@ -158,8 +162,10 @@ export abstract class Dispatcher {
 
   protected enqueue(path: string, m: Message, done: ((r: SendResult) => void) | undefined): void {
     const d = new Delivery(this, this.boxes.get(path), path, m, done);
-    if (this.taps.length > 0)
-      for (const t of this.taps) t(d.path, d.msg, d.mb !== undefined && d.mb.chain.length > 0);
+    if (this.taps.length > 0) {
+      const listened = d.mb !== undefined ? d.mb.chain.length > 0 : routeFor(this.routes, path) !== undefined;
+      for (const t of this.taps) t(d.path, d.msg, listened);
+    }
     this.queue[this.queued++] = d;
     this.queue[this.queued++] = undefined;
     if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
@@ -195,6 +201,11 @@ export abstract class Dispatcher {
       q[i + 1] = undefined;
       if (b === undefined) {
         this.start(a as Delivery);
+        continue;
+      }
+      if (typeof a === 'string') {
+        this.routed(a, b as Message);
+        finished++;
         continue;
       }
       const mb = a as Mailbox;
@@ -326,9 +337,30 @@ export abstract class Dispatcher {
     return d;
   }
 
+  /** A posted message to a path with no mailbox: its route's handler, or undelivered. */
+  private routed(path: string, m: Message): void {
+    const r = routeFor(this.routes, path);
+    if (r !== undefined)
+      try {
+        if (r.fn(path, m)) return;
+      } catch (e) {
+        this.reportError(path, r.info, e);
+        return;
+      }
+    this.undelivered(path, m);
+  }
+
   private start(d: Delivery): void {
     const mb = d.mb;
     if (mb === undefined || mb.chain.length === 0) {
+      const r = mb === undefined && this.routes.length > 0 ? routeFor(this.routes, d.path) : undefined;
+      if (r !== undefined)
+        try {
+          if (r.fn(d.path, d.msg)) d.ran = 1;
+        } catch (e) {
+          d.ran = 1;
+          this.failed(d, r.info, e);
+        }
       this.finish(d);
       return;
     }
@@ -457,14 +489,18 @@ export abstract class Dispatcher {
       const next = mb.backlog.shift();
       if (next) next();
     }
-    if (d.ran === 0 && d.path !== UNDELIVERED && d.path !== ERRORS) {
-      if (this.boxes.get(UNDELIVERED)?.chain.length)
-        this.enqueue(UNDELIVERED, Message.from({ mailbox: d.path, message: d.msg }), undefined);
-      else this.log.log('debug', 'undelivered', { mailbox: d.path });
-    }
+    if (d.ran === 0) this.undelivered(d.path, d.msg);
     this.running--;
     if (d.done) d.done(d.result());
     if (this.running === 0 && this.queued === 0 && this.idle.length) this.wake();
+  }
+
+  /** Nobody took a message: to `/system/undelivered` when someone listens there, else a debug line. */
+  private undelivered(path: string, m: Message): void {
+    if (path === UNDELIVERED || path === ERRORS) return;
+    if (this.boxes.get(UNDELIVERED)?.chain.length)
+      this.enqueue(UNDELIVERED, Message.from({ mailbox: path, message: m }), undefined);
+    else this.log.log('debug', 'undelivered', { mailbox: path });
   }
 
   protected reportError(mailbox: string, info: ListenerInfo | undefined, e: unknown): void {

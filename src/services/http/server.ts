@@ -9,6 +9,7 @@ import { MetanetError } from '../../core/errors.js';
 import type { Context, SendResult } from '../../core/listener.js';
 import type { Message } from '../../core/message.js';
 import { attachTable, type ServiceTable } from '../table.js';
+import { type Client, Clients } from './clients.js';
 import { errorCode, errorText } from './errors.js';
 import { type HeadInfo, plainAddress, readHead, requestMessage } from './request.js';
 import { writePlain, writeResponse } from './response.js';
@@ -33,30 +34,31 @@ const WAITING = 0;
 const ANSWERED = 1;
 
 /**
- * One request between its arrival and the removal of its mailboxes. Its two listeners are its
- * own (context-free: the bus runs them without building a Delivery or a Context), and it sits in
- * the server's list of requests in arrival order (a linked list: O(1) removal, no hashing).
+ * One request between its arrival and the end of the bus turn it was answered in. Its mailboxes
+ * are paths under a route, found by number (clients.ts): no mailbox of their own. It sits in the
+ * server's list of requests in arrival order (a linked list: O(1) removal, no hashing).
  */
-class Pending {
+class Pending implements Client {
   state = WAITING;
   prev: Pending | undefined;
   next: Pending | undefined;
-  readonly responsePath: string;
-  readonly closePath: string;
   constructor(
     readonly server: HttpServer,
+    readonly seq: number,
     readonly clientname: string,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly deadline: number,
-  ) {
-    this.responsePath = `${clientname}/response`;
-    this.closePath = `${clientname}/close`;
+  ) {}
+  get responsePath(): string {
+    return `${this.clientname}/response`;
   }
-  /** `<clientname>/response`. */
-  readonly response = (m: Message): void => this.server.respond(this, m);
-  /** `<clientname>/close`. */
-  readonly close = (): void => this.server.closeClient(this);
+  respond(m: Message): void {
+    this.server.respond(this, m);
+  }
+  close(): void {
+    this.server.closeClient(this);
+  }
   /** The send result of `<name>/request`: nobody listened → 503 at once. */
   readonly sent = (r: SendResult): void => {
     if (!r.delivered) this.server.answer(this, 503, `nobody listens on ${this.server.requestPath}\n`);
@@ -85,15 +87,16 @@ function tlsOptions(t: NonNullable<HttpServerOptions['tls']>): { cert: Buffer; k
 /**
  * One HTTP server named by a mailbox path: node:http underneath (the maintained parser: keep-alive,
  * chunked bodies), each request a message on `<name>/request`, answered on `<clientname>/response`.
- * Lean request path (docs/services/http.md, Performance): each request's mailboxes get their own
- * context-free listener (no lookup, no Delivery or Context per response), the request goes out with
- * `sendLocal` (no promise), and one timer serves every request's timeout.
+ * Lean request path (docs/services/http.md, Performance): the requests' mailboxes are one route
+ * (`bus.route('<name>/client')`: no mailbox per request), the request goes out with `sendLocal`
+ * (no promise), and one timer serves every request's timeout.
  */
 export class HttpServer {
   readonly name: string;
   readonly requestPath: string;
   readonly errorPath: string;
-  private readonly clientBase: string;
+  /** The requests' paths (taken at the first request, released by close()). */
+  private clients: Clients | undefined;
   /** Whether it speaks HTTPS. */
   readonly tls: boolean;
   private readonly server: Server | HttpsServer;
@@ -104,7 +107,6 @@ export class HttpServer {
   private finished: Pending[] = [];
   private sweepScheduled = false;
   private timer: NodeJS.Timeout | undefined;
-  private seq = 0;
   private closing: Promise<void> | undefined;
   private detach: (() => void) | undefined;
   /** Open connections per client address. */
@@ -127,7 +129,6 @@ export class HttpServer {
     this.name = opts.name;
     this.requestPath = `${opts.name}/request`;
     this.errorPath = `${opts.name}/error`;
-    this.clientBase = `${opts.name}/client/`;
     this.tls = opts.tls !== undefined;
     this.server = opts.tls
       ? createHttpsServer(tlsOptions(opts.tls), this.onRequest)
@@ -174,6 +175,8 @@ export class HttpServer {
     }).then(() => {
       for (let p = this.head; p !== undefined; p = this.head) this.finish(p);
       this.sweep();
+      this.clients?.release();
+      this.clients = undefined;
       this.onClosed(this);
     });
     return this.closing;
@@ -296,10 +299,10 @@ export class HttpServer {
       writePlain(res, 503, 'server closing\n', true);
       return;
     }
-    const clientname = this.clientBase + ++this.seq;
-    const p = new Pending(this, clientname, req, res, performance.now() + this.opts.timeout);
-    bus.listen(p.responsePath, p.response);
-    bus.listen(p.closePath, p.close);
+    const clients = (this.clients ??= Clients.take(bus, this.name));
+    const seq = clients.next();
+    const p = new Pending(this, seq, clients.base + seq, req, res, performance.now() + this.opts.timeout);
+    clients.add(p);
     // the list of waiting requests, oldest first
     p.prev = this.tail;
     if (this.tail === undefined) this.head = p;
@@ -308,7 +311,7 @@ export class HttpServer {
     if (this.timer === undefined) this.arm(this.opts.timeout);
     // A callback, not send()'s promise: nothing more to allocate, no microtask. It throws only for
     // a closed bus, checked above.
-    bus.sendLocal(this.requestPath, requestMessage(clientname, req, head, body), p.sent);
+    bus.sendLocal(this.requestPath, requestMessage(p.clientname, req, head, body), p.sent);
     // An I/O callback: deliver now rather than a loop turn later (docs/core.md, deliverQueued).
     bus.deliverQueued();
   }
@@ -349,8 +352,8 @@ export class HttpServer {
   }
 
   /**
-   * Answered: out of the waiting list now; its mailboxes are removed once the current bus turn is
-   * over: a `close` sent in the same turn as the response is delivered in the same turn, so it
+   * Answered: out of the waiting list now; its paths stop being served once the current bus turn
+   * is over: a `close` sent in the same turn as the response is delivered in the same turn, so it
    * still lands. A microtask, not an immediate: the bus runs a whole turn in one callback, and an
    * immediate would cost a loop iteration.
    */
@@ -374,12 +377,7 @@ export class HttpServer {
     const done = this.finished;
     if (done.length === 0) return;
     this.finished = [];
-    const bus = this.bus;
-    for (let i = 0; i < done.length; i++) {
-      const p = done[i]!;
-      bus.remove(p.responsePath);
-      bus.remove(p.closePath);
-    }
+    this.clients?.drop(done);
   };
 
   // ---- timeouts: one timer per server, for the oldest waiting request -------------------

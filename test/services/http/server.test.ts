@@ -1,7 +1,7 @@
 import { Agent } from 'node:http';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Message } from '../../../src/core/index.js';
+import { type Message, STOP } from '../../../src/core/index.js';
 import { until } from '../../support/wait.js';
 import { answerAll, type Fixture, fixture, newServer, raw, send } from './support.js';
 
@@ -168,6 +168,44 @@ describe('requests and responses', () => {
     expect(res.status).toBe(200);
     expect(res.body.toString()).toBe('first');
   });
+
+  it('lets anyone listen on <clientname>/response: they see the response after the service, and their mailbox goes with the request', async () => {
+    f = fixture();
+    const port = await newServer(f.bus, '/t/web');
+    const watched: string[] = [];
+    f.bus.append('/t/web/request', (m) => {
+      const name = m.str('clientname');
+      // a listener of someone else's (a tap, `metanet listen`), made while the request waits
+      f!.bus.listen(`${name}/response`, (r) => {
+        watched.push(r.str('data'));
+      });
+      expect(f!.bus.mailbox(`${name}/response`)!.listeners.map((l) => l.name)).toEqual([
+        'requests',
+        'anonymous',
+      ]);
+      void f!.bus.send(`${name}/response`, { code: 200, data: 'seen' }).then((r) => {
+        watched.push(`delivered ${r.delivered} listeners ${r.listeners}`);
+      });
+    });
+    const res = await send(port);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('seen');
+    await until(() => watched.length === 2, 'both listeners');
+    expect(watched).toEqual(['seen', 'delivered true listeners 2']);
+    await until(() => !f!.bus.mailboxes().some((b) => /\/client\/\d/.test(b.path)), 'cleanup');
+  });
+
+  it('a prepended listener that stops <clientname>/response keeps it from the service (504)', async () => {
+    f = fixture();
+    const port = await newServer(f.bus, '/t/web', { timeout: 200 });
+    f.bus.append('/t/web/request', (m) => {
+      const name = m.str('clientname');
+      f!.bus.prepend(`${name}/response`, () => STOP);
+      f!.bus.post(`${name}/response`, { code: 200, data: 'hidden' });
+    });
+    expect((await send(port)).status).toBe(504);
+    await until(() => !f!.bus.mailboxes().some((b) => /\/client\/\d/.test(b.path)), 'cleanup');
+  });
 });
 
 describe('status codes the service gives by itself', () => {
@@ -204,7 +242,7 @@ describe('status codes the service gives by itself', () => {
     await raw(port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly this', 100);
     await raw(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 10);
     await until(() => seen.length === 1, 'the complete request');
-    await until(() => !f!.bus.mailboxes().some((b) => b.path.includes('/client/')), 'cleanup');
+    await until(() => !f!.bus.mailboxes().some((b) => /\/client\/\d/.test(b.path)), 'cleanup');
     const res = await send(port);
     expect(res.body.toString()).toBe('late');
   });
@@ -309,10 +347,10 @@ describe('closing', () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 8 });
     try {
       await Promise.all(Array.from({ length: 20 }, () => send(port, { agent })));
-      await until(() => !f!.bus.mailboxes().some((b) => b.path.includes('/client/')), 'cleanup');
+      await until(() => !f!.bus.mailboxes().some((b) => /\/client\/\d/.test(b.path)), 'cleanup');
       const before = f.bus.mailboxes().length;
       await Promise.all(Array.from({ length: 300 }, () => send(port, { agent })));
-      await until(() => !f!.bus.mailboxes().some((b) => b.path.includes('/client/')), 'cleanup');
+      await until(() => !f!.bus.mailboxes().some((b) => /\/client\/\d/.test(b.path)), 'cleanup');
       expect(f.bus.mailboxes().length).toBe(before);
     } finally {
       agent.destroy();
