@@ -204,11 +204,20 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
             { timeout: OWN_APP_SCRAPE_TIMEOUT_MS },
           );
           if (reply.has('error')) throw new MetanetError('EFAIL', reply.str('error'));
+          // Stopped or restarted (a reload) while we waited: its families were removed with it,
+          // and a late answer must not register them again bound to this stale entry.
+          if (running.get(app) !== r) return;
           const answered = m.familiesFrom(reply);
           r.answered = new Map(answered.map((a) => [a.family.name, a]));
+          // Read through `running` at collect time, never through this entry: a family registered
+          // once keeps reading whichever process runs the app now.
+          const now = (name: string) => {
+            const x = running.get(app);
+            return x?.kind === 'own' ? x.answered?.get(name) : undefined;
+          };
           registry.extend(
             app,
-            answered.map((a) => m.answeredFamily(a, () => r.answered?.get(a.family.name))),
+            answered.map((a) => m.answeredFamily(a, () => now(a.family.name))),
           );
         } catch (e) {
           r.scrapeErrors++;
