@@ -9,7 +9,7 @@
  *
  * each as the RSS of the node process itself (/proc/PID/status VmRSS; the `nft`/`conntrack`
  * children the portal runs are counted apart), its heap used, and the ratio to bare node. The
- * issue's target: the whole stack in one process within 1.5× bare node's RSS. A second table
+ * goal: the whole stack in one process within 1.5× bare node's RSS. A second table
  * weighs what the stack imports: one process per package or module that only imports it.
  *
  *   npm run bench:footprint -- [--guests 1000] [--rate 500] [--exchanges 3000]

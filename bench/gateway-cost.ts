@@ -1,6 +1,6 @@
 /**
  * npm run bench:cost — what metrics and extrusion detection cost on the gateway's hot paths
- * (issue 12, "Figures"), in one run, against a baseline measured in the same run:
+ * (DHCP exchanges and portal redirects), in one run, against a baseline measured in the same run:
  *
  *   A = examples/gateway.json as the gateway lab runs it (dhcpd, dns, portal; mailproxy off);
  *   B = A + `metrics: {listen: "10.10.0.1:9100"}` (the router's LAN address) + `apps.extrusion: {}`
