@@ -142,6 +142,9 @@ export function appFamilies(
   };
 }
 
+/** The mailbox on an app's daemon that answers its families' samples now (docs/metrics.md). */
+export const metricsMailbox = (app: string): string => `/${app}/metrics`;
+
 /**
  * Answer `/<name>/metrics` on the app's bus with `families`' samples read now (docs/metrics.md):
  * what `metanet up` asks an app in its own process at each scrape; any process may ask it too.
@@ -151,7 +154,7 @@ export function serveAppMetrics(
   name: string,
   families: () => Promise<readonly MetricFamily[]>,
 ): void {
-  bus.append(`/${name}/metrics`, async (_m, ctx) => {
+  bus.append(metricsMailbox(name), async (_m, ctx) => {
     try {
       const m = await import('./gateway/metrics.js');
       await ctx.reply(await m.familiesMessage(await families(), bus.log));

@@ -506,11 +506,7 @@ export abstract class Dispatcher {
   protected reportError(mailbox: string, info: ListenerInfo | undefined, e: unknown): void {
     const fields = { mailbox, listener: info?.id, name: info?.name, error: errorText(e) };
     if (mailbox !== ERRORS && !this.closed && this.boxes.get(ERRORS)?.chain.length) {
-      this.enqueue(
-        ERRORS,
-        Message.from({ mailbox, listener: info?.id, name: info?.name, error: errorText(e) }),
-        undefined,
-      );
+      this.enqueue(ERRORS, Message.from(fields), undefined);
     } else this.log.log('error', 'listener failed', fields);
   }
 

@@ -76,7 +76,7 @@ export class Intake {
     const reader = this.reader;
     let frames = 0;
     // The clock is read after a frame whose handling may take long, and after every CLOCK_FRAMES
-    // frames or CLOCK_BYTES bytes of the quick ones (a clock read per frame was 3% of a read).
+    // frames or CLOCK_BYTES bytes of the quick ones (a clock read per frame would cost ~3% of a read).
     let unclocked = 0;
     let clockedAt = reader.consumed;
     while (!this.stopped && sink.open) {

@@ -25,7 +25,7 @@ export const TYPE_CODE: Record<TupleType, number> = {
  * numbers, booleans, nil, bigints and byte arrays (every frame the IPC layer makes): the same
  * bytes as msgpackr with wire.ts's options (held to it by a property test in
  * test/ipc/wire.test.ts, and by docs/wire-vectors.json), without msgpackr's per-call setup and
- * generic dispatch (which were 25% of a client's time on pipelined sends).
+ * generic dispatch (~25% of a client's time on pipelined sends).
  * Frames go one after the other into a slab; each frame is a slice of it that later frames never
  * overwrite. Anything else, or a frame that does not fit the rest of the slab, is msgpackr's.
  */
@@ -78,18 +78,7 @@ function put(v: unknown): boolean {
       if (Array.isArray(v)) {
         if (v.constructor !== Array) return false;
         const n = v.length;
-        if (pos + 5 > SLAB) return false;
-        if (n < 0x10) slab[pos++] = 0x90 | n;
-        else if (n < 0x10000) {
-          slab[pos] = 0xdc;
-          slab[pos + 1] = n >> 8;
-          slab[pos + 2] = n & 0xff;
-          pos += 3;
-        } else {
-          slab[pos] = 0xdd;
-          view.setUint32(pos + 1, n);
-          pos += 5;
-        }
+        if (!putArrayHead(n)) return false;
         for (let i = 0; i < n; i++) if (!put(v[i])) return false;
         return true;
       }
@@ -122,10 +111,8 @@ function put(v: unknown): boolean {
   }
 }
 
-/** `toWire(m)`, written without making it: [[tag, type code, value], …]. */
-function putMessage(m: Message): boolean {
-  const ts = m.tuples;
-  const n = ts.length;
+/** An array's header (fixarray, array 16 or array 32) for `n` values; false when the slab is full. */
+function putArrayHead(n: number): boolean {
   if (pos + 5 > SLAB) return false;
   if (n < 0x10) slab[pos++] = 0x90 | n;
   else if (n < 0x10000) {
@@ -138,6 +125,14 @@ function putMessage(m: Message): boolean {
     view.setUint32(pos + 1, n);
     pos += 5;
   }
+  return true;
+}
+
+/** `toWire(m)`, written without making it: [[tag, type code, value], …]. */
+function putMessage(m: Message): boolean {
+  const ts = m.tuples;
+  const n = ts.length;
+  if (!putArrayHead(n)) return false;
   for (let i = 0; i < n; i++) {
     const t = ts[i]!;
     if (pos + 2 > SLAB) return false;

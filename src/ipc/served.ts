@@ -120,7 +120,7 @@ export class Served {
     this.allowed('send', path);
     const bus = this.l.bus;
     // A reply nobody asked this peer for: to a reply mailbox that is gone (a late or second
-    // answer) it goes on as before, to nobody; into a request still waiting, or relayed, it is
+    // answer) it is delivered to nobody; into a request still waiting, or relayed, it is
     // refused: a peer that knows a client's route name must not answer that client's requests.
     if (isReplyPath(path) && !this.l.mayReply(path) && (path.startsWith(RELAY) || bus.has(path)))
       throw new MetanetError(

@@ -5,7 +5,7 @@ import { STOP } from '../../core/listener.js';
 import type { Logger } from '../../core/log.js';
 import { type Daemon, serveDaemon } from '../../ipc/daemon.js';
 import type { AppHandle, MetricFamily } from '../app.js';
-import { serveAppMetrics } from '../runner.js';
+import { metricsMailbox, serveAppMetrics } from '../runner.js';
 import { AppChild, type ChildEvent } from './child.js';
 import { type GatewayConfig, type HostedApp, loadGatewayFile, type MetricsAt } from './config.js';
 import type { AnsweredFamily, GatewayMetrics, MetricsServer } from './metrics.js';
@@ -52,7 +52,7 @@ export interface Gateway {
 
 const GW = '/gateway';
 /** How long a scrape waits for an app in its own process to answer `/<app>/metrics`. */
-export const OWN_APP_SCRAPE_TIMEOUT_MS = 1000;
+const OWN_APP_SCRAPE_TIMEOUT_MS = 1000;
 
 /**
  * `metanet up`: host the config's apps. Each shared app gets its own bus named after it, served on
@@ -199,7 +199,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, dir?: str
         if (!r.child.serving) return; // not running (metanet_gateway_app_up says 0) or not ready yet
         try {
           const reply = await bus.request(
-            `${app}:${m.metricsMailbox(app)}`,
+            `${app}:${metricsMailbox(app)}`,
             {},
             { timeout: OWN_APP_SCRAPE_TIMEOUT_MS },
           );

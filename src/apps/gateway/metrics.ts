@@ -233,9 +233,6 @@ function each(
   return n;
 }
 
-/** The mailbox on an app's daemon that answers its families' samples now (docs/metrics.md). */
-export const metricsMailbox = (app: string): string => `/${app}/metrics`;
-
 /**
  * The reply of `/<app>/metrics`: one `family` list per family — `name`, `help`, `type`, one `label`
  * str per label name, for a histogram one `bucket` float per bound, one `sample` list per sample:

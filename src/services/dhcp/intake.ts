@@ -3,10 +3,9 @@ import { performance } from 'node:perf_hooks';
 /**
  * The server's intake: datagrams are read from the sockets as they come (cheap: no decoding) and
  * handled in turns of a bounded length, so that the socket buffers stay short and the waiting
- * happens here, where it can be ordered and shed. Without it, past saturation the kernel's receive
- * buffer (4 MiB: seconds of packets) fills, every packet waits seconds, every OFFER and ACK comes
- * too late for its client, and the completed exchanges collapse (4.4k/s at 8,000/s offered while
- * 4,000/s was served cleanly).
+ * happens here, where it can be ordered and shed. Past saturation a large kernel buffer would hold
+ * seconds of packets, every OFFER and ACK would come too late for its client, and the completed
+ * exchanges would collapse.
  *
  * Order: a packet that completes or ends an exchange (REQUEST, RELEASE, DECLINE, INFORM, or one
  * that is not a DISCOVER) goes first, oldest first: the client is waiting for exactly this answer

@@ -2,10 +2,11 @@
 
 /**
  * A dotted quad as an unsigned 32-bit integer, or -1 when `s` is not one: four decimal parts
- * 0..255 without leading zeros (`01` is not a part), nothing else. One pass over the characters,
- * no regular expression or split: it runs several times per packet.
+ * 0..255 of 1–3 digits, without leading zeros (`01` is not a part) unless `leadingZeros` (the
+ * packet encoder's lenience: `010` is 10), nothing else. One pass over the characters, no regular
+ * expression or split: it runs several times per packet.
  */
-export function quadToInt(s: string): number {
+export function quadToInt(s: string, leadingZeros = false): number {
   if (typeof s !== 'string') return -1;
   const n = s.length;
   if (n < 7 || n > 15) return -1;
@@ -21,7 +22,7 @@ export function quadToInt(s: string): number {
       part = 0;
       digits = 0;
     } else if (c >= 48 && c <= 57) {
-      if (digits === 1 && part === 0) return -1; // a leading zero
+      if (digits === 1 && part === 0 && !leadingZeros) return -1; // a leading zero
       part = part * 10 + (c - 48);
       if (++digits > 3 || part > 255) return -1;
     } else return -1;

@@ -33,9 +33,8 @@ export type JournalLine =
 
 /**
  * fdatasyncs in flight at once. One: each sync costs the process a wake-up of a libuv thread, and
- * on a busy machine the woken thread takes the CPU from the event loop; with 3 at a time the sync
- * calls were 9–18 % of dhcpd's busy time under perfdhcp, with 1 they are 3–4 % (and the journal's
- * writes 1–4 % → 0.3–1.3 %), for an ACK that may wait for the end of the sync before its own.
+ * on a busy machine the woken thread takes the CPU from the event loop (docs/services/dhcp.md,
+ * Performance). An ACK may wait for the end of the running sync before its own.
  */
 const MAX_SYNCS = 1;
 

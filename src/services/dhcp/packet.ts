@@ -14,6 +14,7 @@
  *   an option whose length runs past the end is an error.
  * - sname and file are latin1 strings, NUL-terminated unless they fill the field.
  */
+import { quadToInt } from './ip.js';
 
 export interface DhcpOption {
   readonly code: number;
@@ -411,42 +412,14 @@ function uint(v: number, field: string, max: number): number {
 }
 
 function writeIp(buf: Buffer, off: number, ip: string, field: string): void {
-  const n = ip === '0.0.0.0' ? 0 : ipv4Int(ip);
+  const n = ip === '0.0.0.0' ? 0 : quadToInt(ip, true);
   if (n < 0) throw new DhcpEncodeError(field, `${JSON.stringify(ip)} is not a dotted-quad IPv4 address`);
   buf.writeUInt32BE(n, off);
 }
 
-/**
- * A dotted-quad address as an unsigned integer, or -1 when it is not one: four parts of 1–3
- * decimal digits each at most 255 (leading zeros allowed here: `010` is 10). One pass, no regex.
- */
-function ipv4Int(ip: string): number {
-  if (typeof ip !== 'string') return -1;
-  const len = ip.length;
-  if (len < 7 || len > 15) return -1;
-  let out = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < len; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || ++dots > 3) return -1;
-      out = out * 256 + part;
-      part = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      part = part * 10 + (c - 48);
-      if (++digits > 3 || part > 255) return -1;
-    } else return -1;
-  }
-  if (dots !== 3 || digits === 0) return -1;
-  return out * 256 + part;
-}
-
 /** Bytes of a dotted-quad address, or undefined when it is not one. */
 export function ipv4Bytes(ip: string): number[] | undefined {
-  const n = ipv4Int(ip);
+  const n = quadToInt(ip, true);
   return n < 0 ? undefined : [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
 }
 

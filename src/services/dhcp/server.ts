@@ -7,7 +7,7 @@ import { attachTable } from '../table.js';
 import type { DhcpConfig } from './config.js';
 import { type Counters, DhcpCore, type Outbound } from './core.js';
 import { openDeviceSocket } from './devsocket.js';
-import { Intake, isDiscover } from './intake.js';
+import { Intake, type IntakeOptions, isDiscover } from './intake.js';
 import { LeaseStore } from './leases.js';
 import { decodePacket } from './packet.js';
 import { Pool } from './pool.js';
@@ -36,8 +36,7 @@ import { DHCPD_BASE, DHCPD_TABLE, STATS_REPLY } from './table.js';
  * Asked for each socket's receive buffer (SO_RCVBUF; the kernel doubles it and caps the request at
  * net.core.rmem_max): ~800 datagrams, a stall of the process of 80 ms at 5,000 exchanges/s. Small
  * enough that a packet never waits long there, unseen by the intake (intake.ts) that orders and
- * sheds what waits: at 4 MiB (~6,500 datagrams) every packet waited ~2 s past saturation, every
- * answer came too late and the exchanges completed collapsed.
+ * sheds what waits (a buffer of seconds of packets makes every answer late past saturation).
  */
 const RECV_BUFFER_BYTES = 512 << 10;
 
@@ -73,6 +72,8 @@ export interface DhcpServerOptions {
   readonly wildcard?: boolean;
   readonly now?: () => number;
   readonly logger?: Logger;
+  /** The intake's turn length and shedding bounds (intake.ts; tests use small ones). */
+  readonly intake?: IntakeOptions;
 }
 
 export interface DhcpServer {
@@ -198,13 +199,16 @@ export async function startDhcpServer(
     });
   };
   // Datagrams are read as they come and handled in bounded turns, REQUESTs first (intake.ts).
-  const intake = new Intake<Datagram>(handlePacket, (d, why, waitedMs) =>
-    core.overloaded({
-      why,
-      waitedMs: Math.round(waitedMs),
-      from: `${d.rinfo.address}:${d.rinfo.port}`,
-      interface: d.device,
-    }),
+  const intake = new Intake<Datagram>(
+    handlePacket,
+    (d, why, waitedMs) =>
+      core.overloaded({
+        why,
+        waitedMs: Math.round(waitedMs),
+        from: `${d.rinfo.address}:${d.rinfo.port}`,
+        interface: d.device,
+      }),
+    opts.intake,
   );
 
   /** `device`: the socket is bound to this device (its packets are tagged with it). */

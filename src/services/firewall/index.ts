@@ -62,7 +62,7 @@ export const CHANGE_BUCKETS: readonly number[] = [0.001, 0.002, 0.005, 0.01, 0.0
 
 /** Counts of one kind of change since the service was installed (docs/services/firewall.md). */
 export interface ChangeCount {
-  /** Changes nft applied (a request that needed no change, e.g. a MAC already listed, is not one). */
+  /** Changes asked of nft and done (not a request that needed none, e.g. a MAC already listed; a delete of an element already gone is one). */
   count: number;
   /** Changes nft refused or did not answer in time (the request got an error). */
   errors: number;

@@ -15,6 +15,8 @@ import { type HeadInfo, plainAddress, readHead, requestMessage } from './request
 import { writePlain, writeResponse } from './response.js';
 import { HTTP_NEW, HTTP_TABLE } from './table.js';
 
+const RESOLVED = Promise.resolve();
+
 export interface HttpServerOptions {
   readonly name: string;
   readonly port: number;
@@ -368,7 +370,7 @@ export class HttpServer {
     this.finished.push(p);
     if (!this.sweepScheduled) {
       this.sweepScheduled = true;
-      queueMicrotask(this.sweep);
+      RESOLVED.then(this.sweep); // a microtask without queueMicrotask's AsyncResource per call
     }
   }
 

@@ -16,6 +16,7 @@ import {
 import { type DhcpServer, startDhcpServer } from '../../../src/services/dhcp/server.js';
 import { STATS, STATS_REPLY } from '../../../src/services/dhcp/table.js';
 import { validate } from '../../../src/services/table.js';
+import { until } from '../../support/wait.js';
 import { clientPacket, tmp, typeOf } from './helpers.js';
 
 /**
@@ -157,5 +158,50 @@ describe('DHCP server sockets (in process, loopback relay)', () => {
     // the socket buffer may drop part of a burst sent from this same process; most must arrive
     expect(s.int('malformed')).toBeGreaterThan(sent / 2);
     expect(s.int('acks')).toBe(1);
+  });
+});
+
+describe('DHCP server under overload (in process, loopback relay)', () => {
+  it('a DISCOVER that waited past the intake`s staleMs is shed: counted in /dhcpd/stats, no OFFER', async () => {
+    const t = tmp();
+    const bus = new Bus({ name: 'dhcpd', logger: silentLogger });
+    const relay = createSocket('udp4');
+    await new Promise<void>((r) => relay.bind(0, '127.0.0.1', () => r()));
+    const replies: DhcpPacket[] = [];
+    relay.on('message', (b) => replies.push(decodePacket(b)));
+    const config = parseConfig(
+      {
+        listen: [{ address: '127.0.0.1' }],
+        subnets: [{ subnet: '127.0.0.0/8', pool: { start: '127.0.0.100', end: '127.0.0.200' } }],
+        leaseFile: join(t.dir, 'leases.jsonl'),
+      },
+      checkConfigOption,
+    );
+    // staleMs 0: every DISCOVER has waited "too long" by its turn, as under a backlog of seconds.
+    const server = await startDhcpServer(bus, config, {
+      port: await freePort(),
+      relayPort: relay.address().port,
+      wildcard: false,
+      logger: silentLogger,
+      intake: { staleMs: 0 },
+    });
+    try {
+      const p = clientPacket(MessageType.DISCOVER, '02:00:00:00:00:31', { giaddr: '127.0.0.1', xid: 31 });
+      // Sent again on each poll (loopback may drop a datagram), until one has been shed.
+      const s = (await until(async () => {
+        relay.send(encodePacket(p), server.port, '127.0.0.1');
+        const x = await bus.request('/dhcpd/stats', {});
+        return x.int('shed') > 0 ? x : undefined;
+      }, 'a DISCOVER shed'))!;
+      expect(s.int('shed')).toBeGreaterThanOrEqual(1);
+      expect(s.int('dropped')).toBeGreaterThanOrEqual(s.int('shed'));
+      expect(s.int('offers')).toBe(0);
+      expect(replies).toEqual([]);
+    } finally {
+      await server.close();
+      await new Promise<void>((r) => relay.close(() => r()));
+      await bus.close();
+      t.cleanup();
+    }
   });
 });
