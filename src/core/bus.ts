@@ -23,7 +23,7 @@ import { createLogger, type Logger } from './log.js';
 import { type Attached, Mailbox, type MailboxInfo } from './mailbox.js';
 import { Message, type MessageInit } from './message.js';
 import { type Address, checkPath, formatAddress, parseAddress } from './path.js';
-import { PendingReply, type RequestOptions, type WaitOptions, waitFor } from './reply.js';
+import { PendingReply, REPLY_ROUTE, type RequestOptions, type WaitOptions, waitFor } from './reply.js';
 import { Route, type RouteHandle, type RouteHandler, routeFor } from './route.js';
 import { type Timer, Timers } from './timers.js';
 import type { Transport } from './transport.js';
@@ -51,12 +51,14 @@ export class Bus extends Dispatcher {
   private readonly timers: Timers;
   private readonly transports: Transport[] = [];
   private readonly waiters = new Set<(e: Error) => void>();
-  private readonly replies = new Set<PendingReply>();
+  /** Pending requests by reply path; `/system/reply/*` is served by the route made below. */
+  private readonly replies = new Map<string, PendingReply>();
 
   constructor(options: BusOptions = {}) {
     super(options.logger ?? createLogger(options.name ? { daemon: options.name } : {}));
     this.name = options.name;
     this.timers = new Timers((e) => this.reportError('(timer)', undefined, e));
+    this.route(REPLY_ROUTE, (path, m) => this.replies.get(path)?.take(m) ?? false, 'reply');
   }
 
   // ---- mailboxes -------------------------------------------------------------------------
@@ -338,7 +340,8 @@ export class Bus extends Dispatcher {
   private postRouted(address: string, init: MessageInit | undefined): void {
     let m: Message;
     try {
-      checkPath(address);
+      // a pending request's reply path was made here: valid
+      if (!this.replies.has(address)) checkPath(address);
       m = init instanceof Message ? init : Message.from(init);
     } catch (e) {
       this.reportError(address, undefined, e);
@@ -385,26 +388,46 @@ export class Bus extends Dispatcher {
       return Promise.reject(e);
     }
     const ms = options.timeout ?? 5000;
-    const replyPath = `/system/reply/${this.nextId++}`;
+    const replyPath = `${REPLY_ROUTE}/${this.nextId++}`;
     return new Promise<Message>((resolve, reject) => {
       new PendingReply(this, address, replyPath, ms, resolve, reject).start(m);
     });
   }
 
-  /** @internal A request's reply mailbox with its one prepended listener (what `wait()` would attach, for less). */
+  /** @internal A request waits for its reply: messages to its path reach it through the reply route. */
   openReply(r: PendingReply): void {
-    const mb = this.boxes.get(r.path) ?? this.box(r.path, Message.empty, false);
-    mb.insert(r.attached, 'prepend');
-    this.replies.add(r);
+    this.replies.set(r.path, r);
   }
 
   /** @internal */
   closeReply(r: PendingReply): void {
-    this.replies.delete(r);
-    const mb = this.boxes.get(r.path);
-    if (mb === undefined) return;
-    mb.removeAll();
-    this.drop(mb);
+    this.replies.delete(r.path);
+  }
+
+  /** Whether a request of this bus waits for a reply at `path` (`/system/reply/N`). */
+  awaitsReply(path: string): boolean {
+    return this.replies.has(path);
+  }
+
+  /**
+   * @internal `who` (an IPC connection) may answer the request waiting at `path`: the request
+   * went over it. False when no request waits there. The mark leaves with the request.
+   */
+  allowAnswer(path: string, who: object): boolean {
+    const r = this.replies.get(path);
+    if (r === undefined) return false;
+    const a = r.answerers;
+    if (a === undefined) r.answerers = who;
+    else if (Array.isArray(a)) {
+      if (!a.includes(who)) a.push(who);
+    } else if (a !== who) r.answerers = [a, who];
+    return true;
+  }
+
+  /** @internal Whether `who` was allowed to answer the request waiting at `path`. */
+  mayAnswer(path: string, who: object): boolean {
+    const a = this.replies.get(path)?.answerers;
+    return a === who || (Array.isArray(a) && a.includes(who));
   }
 
   /** One-shot timer on the loop; cancelled by `close()`. */
@@ -487,7 +510,8 @@ export class Bus extends Dispatcher {
     this.scheduled = undefined;
     this.timers.closeAll();
     for (const f of [...this.waiters]) f(new MetanetError('ECLOSED', 'the bus closed while waiting'));
-    for (const r of [...this.replies]) r.fail(new MetanetError('ECLOSED', 'the bus closed while waiting'));
+    for (const r of [...this.replies.values()])
+      r.fail(new MetanetError('ECLOSED', 'the bus closed while waiting'));
     await Promise.all(this.transports.map((t) => t.close()));
   }
 }

@@ -119,12 +119,41 @@ const REPLY_PART = '/system/reply/';
 export function parseAddress(addr: string): Address {
   const known = parsed.get(addr);
   if (known !== undefined) return known;
+  const reply = parseReply(addr);
+  if (reply !== undefined) return reply;
   const a = parseFresh(addr);
   if (!addr.includes(REPLY_PART)) {
     if (parsed.size >= ADDRESSES_KEPT) parsed.clear();
     parsed.set(addr, a);
   }
   return a;
+}
+
+/** Daemon names seen in reply addresses lately (valid names): a process answers a few peers over and over. */
+const replyNames = new Set<string>();
+
+/**
+ * `daemon:/system/reply/N` (N decimal digits), the address every answer to a remote request goes
+ * to: the path checked by its shape, the name once per name. Anything else: undefined.
+ */
+function parseReply(addr: string): Address | undefined {
+  if (typeof addr !== 'string') return undefined;
+  const colon = addr.indexOf(':');
+  if (colon <= 0 || !addr.startsWith(REPLY_PART, colon + 1)) return undefined;
+  const from = colon + 1 + REPLY_PART.length;
+  const end = addr.length;
+  if (end === from || end - from > 16) return undefined;
+  for (let i = from; i < end; i++) {
+    const c = addr.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+  }
+  const daemon = addr.slice(0, colon);
+  if (!replyNames.has(daemon)) {
+    if (!isNameAt(addr, 0, colon)) return undefined;
+    if (replyNames.size >= ADDRESSES_KEPT) replyNames.clear();
+    replyNames.add(daemon);
+  }
+  return { daemon, path: addr.slice(colon + 1) };
 }
 
 function parseFresh(addr: string): Address {

@@ -5,8 +5,7 @@
  */
 import { REPLY_TO } from './delivery.js';
 import { MetanetError } from './errors.js';
-import type { Listener, ListenerHandle, ListenerInfo, ListenOptions, SendResult } from './listener.js';
-import type { Attached } from './mailbox.js';
+import type { Listener, ListenerHandle, ListenOptions, SendResult } from './listener.js';
 import { Message, type MessageInit, type Tuple } from './message.js';
 import { Deadlines, type Due, type DueLane } from './timers.js';
 
@@ -99,27 +98,34 @@ export function waitFor(
 /** What a pending request needs of its bus. */
 export interface ReplyHost {
   send(address: string, init?: MessageInit): Promise<SendResult>;
-  /** Create the reply mailbox with the request's one listener. */
+  /** The request waits at its reply path. */
   openReply(r: PendingReply): void;
-  /** Remove it. */
+  /** It does no more. */
   closeReply(r: PendingReply): void;
 }
 
 /** The timeouts of every request of the process, on one timer (timers.ts, `Deadlines`). */
 const requestTimeouts = new Deadlines();
 
+/** Where requests wait for their replies: `/system/reply/N`, one route for all (bus.ts). */
+export const REPLY_ROUTE = '/system/reply';
+
 /**
- * One `request()` in flight: the reply mailbox's listener, the timeout, and the send's result.
- * It settles with the reply once the send said a listener ran (ENOLISTENER at once otherwise),
- * whichever of the two comes first; ETIMEDOUT when no reply comes in time; ECLOSED on close().
- * Same behaviour as `wait()` + `send()`, with one closure and no listener handle per request.
+ * One `request()` in flight: its reply path, the timeout, and the send's result. Its reply
+ * path has no mailbox: the bus's reply route hands the first message sent there to `take()`
+ * (queued and delivered like any message; a mailbox someone makes there, e.g. to wait on it,
+ * sees the messages too). It settles with the reply once the send said a listener ran
+ * (ENOLISTENER at once otherwise), whichever of the two comes first; ETIMEDOUT when no reply
+ * comes in time; ECLOSED on close(). Same behaviour as `wait()` + `send()`, with one object and
+ * no mailbox or listener per request.
  */
 export class PendingReply implements Due {
-  readonly attached: Attached;
   dueAt = 0;
   duePrev: Due | undefined = undefined;
   dueNext: Due | undefined = undefined;
   dueLane: DueLane | undefined = undefined;
+  /** @internal Who may answer it: the IPC layer marks the connections the request went over. */
+  answerers: object | object[] | undefined = undefined;
   private reply: Message | undefined;
   private delivered = false;
   private done = false;
@@ -131,16 +137,7 @@ export class PendingReply implements Due {
     private readonly ms: number,
     private readonly resolve: (m: Message) => void,
     private readonly reject: (e: Error) => void,
-  ) {
-    this.attached = {
-      info: new ReplyListenerInfo(path),
-      // bound, not an arrow: no closure to name per request (tsx/esbuild keepNames)
-      fn: this.take.bind(this),
-      wantsContext: false,
-      removed: false,
-      settle: undefined,
-    };
-  }
+  ) {}
 
   fail(e: Error): void {
     if (this.done) return;
@@ -162,6 +159,17 @@ export class PendingReply implements Due {
     this.fail(new MetanetError('ETIMEDOUT', `no reply from ${this.address} within ${this.ms} ms`));
   }
 
+  /**
+   * @internal A message to the reply path (the reply route's handler). The first one is the
+   * reply (true); later ones are not delivered (false), as to a mailbox whose waiter has left.
+   */
+  take(x: Message): boolean {
+    if (this.done || this.reply !== undefined) return false;
+    this.reply = x;
+    if (this.delivered) this.settle(x);
+    return true;
+  }
+
   private sent(r: SendResult): void {
     if (this.done) return;
     if (!r.delivered) {
@@ -170,14 +178,6 @@ export class PendingReply implements Due {
     }
     this.delivered = true;
     if (this.reply !== undefined) this.settle(this.reply);
-  }
-
-  /** The first message on the reply mailbox (later ones are ignored, as by wait()). */
-  private take(x: Message): void {
-    if (this.done || this.reply !== undefined) return;
-    this.reply = x;
-    this.attached.removed = true;
-    if (this.delivered) this.settle(x);
   }
 
   private settle(x: Message): void {
@@ -189,19 +189,6 @@ export class PendingReply implements Due {
     this.done = true;
     if (this.dueLane !== undefined) requestTimeouts.remove(this);
     this.bus.closeReply(this);
-  }
-}
-
-/** What introspection shows of a request's listener; its identity (`wait=PATH`) is made when asked for. */
-class ReplyListenerInfo implements ListenerInfo {
-  readonly id = 0;
-  readonly name = 'wait';
-  readonly onTimeout = 'continue';
-  private made: Message | undefined = undefined;
-  constructor(readonly mailbox: string) {}
-  get identity(): Message {
-    this.made ??= new Message([{ tag: 'wait', type: 'str', value: this.mailbox }]);
-    return this.made;
   }
 }
 

@@ -129,7 +129,7 @@ export class Link {
     this.gone = new Promise((r) => (this.goneResolve = r));
     this.outbox = new Outbox(o.socket, limits.maxBacklog, (backlog) => this.tooSlow(backlog));
     const link = this;
-    this.grants = new ReplyGrants((path) => o.bus.has(path));
+    this.grants = new ReplyGrants(o.bus);
     this.served = new Served({
       bus: o.bus,
       localName: o.localName,

@@ -115,14 +115,20 @@ export class Served {
 
   private onSend(f: Frame): void {
     const id = field.uint(f, 1, 'id');
-    const path = knownPath(field.str(f, 2, 'path'));
+    const bus = this.l.bus;
+    const to0 = field.str(f, 2, 'path');
+    // a reply to a request of ours: a path this process made, valid by construction
+    const path = bus.awaitsReply(to0) ? to0 : knownPath(to0);
     let m = fromWire(f[3], path);
     this.allowed('send', path);
-    const bus = this.l.bus;
     // A reply nobody asked this peer for: to a reply mailbox that is gone (a late or second
     // answer) it is delivered to nobody; into a request still waiting, or relayed, it is
     // refused: a peer that knows a client's route name must not answer that client's requests.
-    if (isReplyPath(path) && !this.l.mayReply(path) && (path.startsWith(RELAY) || bus.has(path)))
+    if (
+      isReplyPath(path) &&
+      !this.l.mayReply(path) &&
+      (path.startsWith(RELAY) || bus.awaitsReply(path) || bus.has(path))
+    )
       throw new MetanetError(
         'EDENIED',
         `send ${path} denied to ${this.l.who}: no request of ${path.startsWith(RELAY) ? 'that process' : 'this process'} was sent to it or through it`,

@@ -102,6 +102,25 @@ describe('parsed addresses are remembered', () => {
     expect(parseAddress(r)).not.toBe(parseAddress(r));
   });
 
+  it('reply addresses (`name:/system/reply/N`, read by their shape) agree with the rules', () => {
+    const name = fc.stringMatching(/^[A-Za-z0-9_.\-/+@=:]{0,70}$/);
+    const tail = fc.stringMatching(/^[0-9a/]{0,20}$/);
+    fc.assert(
+      fc.property(name, tail, (n, t) => {
+        const addr = `${n}:/system/reply/${t}`;
+        expect(parsed(addr)).toEqual(oracle(addr));
+      }),
+      { numRuns: 3000 },
+    );
+    expect(parsed('ap2/dhcpd:/system/reply/9')).toEqual({
+      host: 'ap2',
+      daemon: 'dhcpd',
+      path: '/system/reply/9',
+    });
+    expect(parsed('-x:/system/reply/9')).toBe('error');
+    expect(parsed('x:/system/reply/')).toBe('error');
+  });
+
   it('stays right across many distinct addresses (the memory is emptied when full)', () => {
     for (let i = 0; i < 3000; i++)
       expect(parseAddress(`d${i}:/p/${i}`)).toEqual({ daemon: `d${i}`, path: `/p/${i}` });

@@ -91,20 +91,46 @@ describe('request timeouts share one timer', () => {
     await b.close();
   });
 
-  it('the reply mailbox exists while the request waits and is gone once it is answered', async () => {
+  it('the reply route: a waiter on the reply path sees the reply, a second reply is undelivered, /system/reply is taken', async () => {
+    const b = new Bus({ logger: silentLogger });
+    const undelivered: string[] = [];
+    b.listen('/system/undelivered', (m) => {
+      undelivered.push(m.str('mailbox'));
+    });
+    let replyTo = '';
+    b.listen('/calc', async (m, ctx) => {
+      replyTo = ctx.replyTo ?? '';
+      await sleep(5);
+      await ctx.reply({ n: m.int('n') * 2 });
+      const second = await ctx.reply({ n: 0 });
+      expect(second.delivered).toBe(false);
+    });
+    const asked = b.request('/calc', { n: 4 }, { timeout: 1000 });
+    await new Promise((r) => setImmediate(r));
+    const seen = b.wait(replyTo, { timeout: 1000 });
+    expect((await asked).int('n')).toBe(8);
+    expect((await seen).int('n')).toBe(8);
+    await sleep(10);
+    expect(undelivered).toContain(replyTo);
+    expect(() => b.route('/system', () => true)).toThrow(/overlaps route \/system\/reply/);
+    await b.close();
+  });
+
+  it('the request waits at its reply path (no mailbox there) until it is answered', async () => {
     const b = new Bus({ logger: silentLogger });
     let replyPath = '';
     let existed = false;
     b.listen('/calc', async (m, ctx) => {
       replyPath = ctx.replyTo ?? '';
       await sleep(5);
-      existed = b.has(replyPath);
+      existed = b.awaitsReply(replyPath) && !b.has(replyPath);
       await ctx.reply({ n: m.int('n') * 2 });
     });
     const r = await b.request('/calc', { n: 4 }, { timeout: 1000 });
     expect(r.int('n')).toBe(8);
     expect(replyPath).toMatch(/^\/system\/reply\/\d+$/);
     expect(existed).toBe(true);
+    expect(b.awaitsReply(replyPath)).toBe(false);
     expect(b.has(replyPath)).toBe(false);
     await b.close();
   });
