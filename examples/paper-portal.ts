@@ -34,7 +34,8 @@ const ENTITY: Record<string, string> = {
   '"': '&quot;',
   "'": '&#39;',
 };
-const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ENTITY[c]!);
+const SPECIAL = /[&<>"']/;
+const esc = (s: string): string => (SPECIAL.test(s) ? s.replace(/[&<>"']/g, (c) => ENTITY[c]!) : s);
 const html = (title: string, head: string, body: string): string =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>${head}</head><body>${body}</body></html>\n`;
 const POLICY =
@@ -42,7 +43,7 @@ const POLICY =
   'no attacks, no illegal content. Traffic may be shaped so that everyone gets a fair share.</p>';
 
 export async function startPortal(opts: PortalOptions = {}): Promise<Portal> {
-  const log = opts.log ?? (() => {});
+  const log = opts.log; // log?.(…) builds the line only when there is a log
   const bus = new Bus({ name: 'portal', logger: silentLogger });
   const http = installHttpService(bus);
   const host = opts.host ?? '127.0.0.1';
@@ -56,12 +57,12 @@ export async function startPortal(opts: PortalOptions = {}): Promise<Portal> {
   const portal = (opts.portalHost ?? `${host}:${port}`).toLowerCase();
 
   const respond = (client: string, init: { code: number } & MessageInit): void => {
-    log(`<- ${client}/response code=${init.code}`);
+    log?.(`<- ${client}/response code=${init.code}`);
     bus.post(`${client}/response`, init);
   };
 
   function redirect(client: string, newurl: string, asked: string): void {
-    log(`redirecting browser to '${newurl}'`);
+    log?.(`redirecting browser to '${newurl}'`);
     const u = esc(newurl);
     respond(client, {
       code: 307,

@@ -302,7 +302,7 @@ export class Bus extends Dispatcher {
       const r = this.routes.length > 0 ? routeFor(this.routes, address) : undefined;
       if (r === undefined || r.boxes.size > 0) mb = this.boxes.get(address);
       if (r !== undefined && mb === undefined) {
-        this.postRouted(address, init);
+        this.postRouted(address, init, r);
         return;
       }
     }
@@ -337,11 +337,11 @@ export class Bus extends Dispatcher {
   }
 
   /** A post to a path under a route with no mailbox of its own: queued as (path, message). */
-  private postRouted(address: string, init: MessageInit | undefined): void {
+  private postRouted(address: string, init: MessageInit | undefined, r: Route): void {
     let m: Message;
     try {
       // a pending request's reply path was made here: valid
-      if (!this.replies.has(address)) checkPath(address);
+      if (r.prefix !== REPLY_ROUTE || !this.replies.has(address)) checkPath(address);
       m = init instanceof Message ? init : Message.from(init);
     } catch (e) {
       this.reportError(address, undefined, e);

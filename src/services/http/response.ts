@@ -51,12 +51,6 @@ export function writeResponse(res: ServerResponse, path: string, m: Message): vo
     const name = t.tag;
     if (t.type !== 'str' && t.type !== 'int') bad(path, `header "${name}" is ${t.type}, expected str or int`);
     const value = t.type === 'str' ? t.value : String(t.value);
-    try {
-      validateHeaderName(name);
-      validateHeaderValue(name, value);
-    } catch (e) {
-      bad(path, `header "${name}": ${e instanceof Error ? e.message : String(e)}`);
-    }
     const lower = name.length === 14 || name.length === 17 ? name.toLowerCase() : '';
     if (lower === 'content-length' || lower === 'transfer-encoding') framed = true;
     flat[i * 2] = name;
@@ -69,8 +63,28 @@ export function writeResponse(res: ServerResponse, path: string, m: Message): vo
   }
   if (!framed && code !== 204 && code !== 304)
     flat.push('Content-Length', typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength);
-  res.writeHead(code, flat as string[]);
+  try {
+    // node:http checks every header name and value here, before anything is written
+    res.writeHead(code, flat as string[]);
+  } catch (e) {
+    res.statusMessage = undefined as unknown as string; // writeHead set it; a later answer sets its own
+    badHeader(path, hs, e);
+  }
   res.end(data);
+}
+
+/** writeHead refused a header: the same checks one by one, for the error that names it. */
+function badHeader(path: string, hs: readonly Tuple[], e: unknown): never {
+  for (const t of hs) {
+    const value = String(t.value);
+    try {
+      validateHeaderName(t.tag);
+      validateHeaderValue(t.tag, value);
+    } catch (x) {
+      bad(path, `header "${t.tag}": ${x instanceof Error ? x.message : String(x)}`);
+    }
+  }
+  bad(path, `headers refused: ${e instanceof Error ? e.message : String(e)}`);
 }
 
 /** A short plain-text answer the service gives by itself (400, 413, 500, 503, 504). */

@@ -297,13 +297,14 @@ describe('status codes the service gives by itself', () => {
       const c = m.str('clientname');
       if (m.str('path') === '/code') f!.bus.post(`${c}/response`, { code: 'ok' });
       else if (m.str('path') === '/twice') f!.bus.post(`${c}/response`, { code: [200, 201] });
-      else f!.bus.post(`${c}/response`, { code: 200, headers: { 'X-Bad': 'a\r\nInjected: yes' } });
+      else f!.bus.post(`${c}/response`, { code: 307, headers: { 'X-Bad': 'a\r\nInjected: yes' } });
     });
     const a = await send(port, { path: '/code' });
     expect(a.status).toBe(500);
     expect((await send(port, { path: '/twice' })).status).toBe(500);
     const b = await send(port, { path: '/header' });
     expect(b.status).toBe(500);
+    expect(b.statusMessage).toBe('Internal Server Error'); // not the refused response's phrase
     expect(b.headers.injected).toBeUndefined();
     await until(() => errors.length === 3, 'three errors');
     expect(errors[0]!.str('error')).toMatch(/tuple "code" is str, expected int/);

@@ -33,6 +33,8 @@ export async function newServer(bus: Bus, name: string, extra: Record<string, nu
 
 export interface Reply {
   status: number;
+  /** The reason phrase of the status line. */
+  statusMessage: string;
   headers: IncomingHttpHeaders;
   rawHeaders: string[];
   body: Buffer;
@@ -65,6 +67,7 @@ export function send(
         res.on('end', () =>
           resolve({
             status: res.statusCode ?? 0,
+            statusMessage: res.statusMessage ?? '',
             headers: res.headers,
             rawHeaders: res.rawHeaders,
             body: Buffer.concat(chunks),
