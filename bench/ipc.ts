@@ -13,19 +13,22 @@
  * taken per round against the raw side of the same round; the table prints the median over the
  * rounds and its spread (lowest–highest), so one noisy round cannot decide.
  *
- *   npm run bench:ipc [-- --rounds 5] [--baseline DIR] [--only pipe|rtt] [--prof DIR]
+ *   npm run bench:ipc [-- --rounds 5] [--baseline DIR] [--only pipe|rtt] [--prof DIR] [--pin]
  *
  *   --baseline DIR  also run the MetaNet of another source tree (DIR = …/src, e.g. a copy of the
  *                   sources before a change: `git archive HEAD src | tar -x -C /tmp/base`), in the
  *                   same rounds: the before/after of a change, measured in one run
+ *   --pin           this process (the asker and the raw clients) on CPU 0, every server process
+ *                   on CPU 1 (taskset, all threads): both sides in the same placement each round,
+ *                   so the scheduler's choice of CPUs does not move one side's latency alone
  *   --prof DIR      write CPU profiles of the daemons (--cpu-prof) to DIR; profile this side by
  *                   running `node --cpu-prof --import tsx bench/ipc.ts …`
  * The daemons run in child processes (this file with `server`), the raw peers in another.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -151,8 +154,12 @@ async function main(): Promise<void> {
       baseline: { type: 'string' },
       only: { type: 'string' },
       prof: { type: 'string' },
+      pin: { type: 'boolean' },
     },
   });
+  // --pin: this process (the asker, the raw clients) on CPU 0, every server on CPU 1
+  const pin = values.pin === true && cpus().length >= 2;
+  if (pin) execFileSync('taskset', ['-a', '-cp', '0', String(process.pid)], { stdio: 'ignore' });
   const rounds = Math.max(3, Number(values.rounds ?? process.env.ROUNDS ?? 5));
   const only = values.only;
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(process.cwd(), p));
@@ -163,6 +170,7 @@ async function main(): Promise<void> {
     if (values.prof) execArgv.push('--cpu-prof', '--cpu-prof-dir', abs(values.prof));
     const child = fork(HERE, args, { execArgv });
     children.push(child);
+    if (pin) execFileSync('taskset', ['-a', '-cp', '1', String(child.pid)], { stdio: 'ignore' });
     const cpu = (): Promise<number> =>
       new Promise((r) => {
         child.once('message', (m: { cpu: number }) => {

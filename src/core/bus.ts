@@ -404,6 +404,19 @@ export class Bus extends Dispatcher {
     this.replies.delete(r.path);
   }
 
+  /**
+   * @internal A reply from another process to a request of this bus waiting at `path`: handed
+   * to the request at once when nothing else could see it (no tap, no mailbox at the path),
+   * else posted. Taking it only settles the request's promise: no listener runs before this
+   * returns, as with a post.
+   */
+  postReply(path: string, m: Message): void {
+    const r = this.replies.get(path);
+    if (r !== undefined && this.taps.length === 0 && !this.closed && !this.boxes.has(path) && r.take(m))
+      return;
+    this.post(path, m);
+  }
+
   /** Whether a request of this bus waits for a reply at `path` (`/system/reply/N`). */
   awaitsReply(path: string): boolean {
     return this.replies.has(path);

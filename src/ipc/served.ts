@@ -118,7 +118,8 @@ export class Served {
     const bus = this.l.bus;
     const to0 = field.str(f, 2, 'path');
     // a reply to a request of ours: a path this process made, valid by construction
-    const path = bus.awaitsReply(to0) ? to0 : knownPath(to0);
+    const awaited = bus.awaitsReply(to0);
+    const path = awaited ? to0 : knownPath(to0);
     let m = fromWire(f[3], path);
     this.allowed('send', path);
     // A reply nobody asked this peer for: to a reply mailbox that is gone (a late or second
@@ -136,7 +137,8 @@ export class Served {
     m = inboundReplyTo(m, this.l.peerName!, this.l.routeName);
     const to = relayTarget(path);
     if (id === 0) {
-      bus.post(to, m);
+      if (awaited) bus.postReply(path, m);
+      else bus.post(to, m);
       return;
     }
     this.answering++;

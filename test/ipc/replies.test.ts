@@ -92,6 +92,34 @@ describe('a reply is taken only from where the request went', () => {
     intruder.sock.destroy();
   });
 
+  it('a reply from another process is seen by a tap and by a waiter on the reply path, as a local one', async () => {
+    const seen: string[] = [];
+    const untap = hub.tap((path, m) => {
+      if (path.startsWith('/system/reply/')) seen.push(`${path} ${m.int('slept')}`);
+    });
+    try {
+      const answer = hub.request('other:/slow', { ms: 200 }, { timeout: 3000 });
+      const n = await new Promise<number>((resolve) => {
+        const t = setInterval(() => {
+          for (let i = 1; i < 100_000; i++)
+            if (hub.awaitsReply(`/system/reply/${i}`)) {
+              clearInterval(t);
+              resolve(i);
+              return;
+            }
+        }, 5);
+      });
+      const waiter = hub.wait(`/system/reply/${n}`, { timeout: 3000 });
+      expect((await answer).int('slept')).toBe(200);
+      expect((await waiter).int('slept')).toBe(200);
+      expect(seen).toEqual([`/system/reply/${n} 200`]);
+    } finally {
+      untap();
+    }
+    // with nobody watching, the reply is handed to the request directly: the same answer
+    expect((await hub.request('other:/slow', { ms: 1 }, { timeout: 3000 })).int('slept')).toBe(1);
+  });
+
   it('a third process answering through the daemon (relayed) still reaches the asker', async () => {
     const helper = client('helper');
     const asker = client('asker');
