@@ -25,6 +25,9 @@
  *   metanet      installHttpService + a listener on <name>/request that posts
  *                {code: 200, headers: {Content-Type}, data: 'ok'} to <clientname>/response; plain
  *   portal       examples/paper-portal.ts answering a foreign Host with its 307 redirect; plain
+ *   plain-307    node:http answering the same 307 (the example's redirectTo(): same headers, page)
+ *   portal-307   the paper portal again, against plain-307: the bus and service's cost alone,
+ *                the answer being the same on both sides
  *   plain-close  node:http answering 302 with `Connection: close` (a new connection per request)
  *   app          the portal app's web part (src/apps/portal/web.ts) redirecting a guest that asks
  *                for a foreign Host: 302, `Connection: close` as the app sends it; plain-close
@@ -54,7 +57,7 @@ const PROFILE = process.env.PROFILE;
 /** SYNTH=1: also the request path without sockets (see synth()), today's tree against BASE's. */
 const SYNTH = process.env.SYNTH === '1';
 
-type Server = 'plain' | 'metanet' | 'portal' | 'plain-close' | 'app';
+type Server = 'plain' | 'metanet' | 'portal' | 'plain-307' | 'plain-close' | 'app';
 interface Kind {
   readonly id: string;
   readonly server: Server;
@@ -81,6 +84,22 @@ const ALL: Kind[] = [
     server: 'portal',
     label: 'paper portal (307 redirect)',
     baseline: 'plain',
+    tree: 'cur',
+    expect: 'non2xx',
+  },
+  {
+    id: 'plain-307',
+    server: 'plain-307',
+    label: "node:http sending the paper portal's 307",
+    baseline: '',
+    tree: 'cur',
+    expect: 'non2xx',
+  },
+  {
+    id: 'portal-307',
+    server: 'portal',
+    label: 'paper portal (307) vs the same from node:http',
+    baseline: 'plain-307',
     tree: 'cur',
     expect: 'non2xx',
   },
@@ -128,6 +147,24 @@ async function serve(server: Server): Promise<void> {
           });
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     port = (s.address() as AddressInfo).port;
+  } else if (server === 'plain-307') {
+    // what examples/paper-portal.ts answers a foreign Host, from node:http without the bus
+    const { redirectTo } = await import('../examples/paper-portal.js');
+    let portal = '';
+    const s = createServer((req, res) => {
+      const host = req.headers.host ?? '';
+      if (host.toLowerCase() === portal) {
+        res.writeHead(404, { 'Content-Length': 0 });
+        res.end();
+        return;
+      }
+      const r = redirectTo(portal, `http://${host}${req.url ?? '/'}`);
+      res.writeHead(r.code, { ...r.headers, 'Content-Length': Buffer.byteLength(r.data) });
+      res.end(r.data);
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    port = (s.address() as AddressInfo).port;
+    portal = `127.0.0.1:${port}`;
   } else if (server === 'metanet') {
     const bus = new Bus({ name: 'bench', logger: silentLogger });
     installHttpService(bus);
@@ -315,7 +352,7 @@ async function measure(c: Child, duration: number): Promise<Run> {
     connections: CONNECTIONS,
     pipelining: 1,
     // a foreign Host: the paper portal and the portal app redirect it
-    headers: c.kind.server === 'portal' || c.kind.server === 'app' ? { host: 'example.org' } : {},
+    headers: c.kind.server === 'plain' || c.kind.server === 'metanet' ? {} : { host: 'example.org' },
   };
   c.proc.send({ cmd: 'mark' });
   const r = await autocannon({ ...opts, duration });

@@ -42,6 +42,32 @@ const POLICY =
   '<h1>Welcome to the community network</h1><p>Usage policy: be kind to others on the network; no spam, ' +
   'no attacks, no illegal content. Traffic may be shaped so that everyone gets a fair share.</p>';
 
+/**
+ * The answer redirecting a browser that asked for `asked` (a URL of another site) to the portal
+ * at `portal` (`host[:port]`): a 307 to `http://<portal>/?url=<asked>`, with a Refresh header and
+ * a page for clients that follow neither.
+ */
+export function redirectTo(
+  portal: string,
+  asked: string,
+): { code: number; headers: Record<string, string>; data: string } {
+  const newurl = `http://${portal}/?url=${encodeURIComponent(asked)}`;
+  const u = esc(newurl);
+  return {
+    code: 307,
+    headers: {
+      Location: newurl,
+      Refresh: `1;URL=${newurl}`,
+      'Content-Type': 'text/html; charset=utf-8',
+    },
+    data: html(
+      'Moved!',
+      `<meta http-equiv="Refresh" content="1;URL=${u}">`,
+      `<p>${esc(asked)} needs you to accept the network's policy first: this page has been <a href="${u}">moved</a>.</p>`,
+    ),
+  };
+}
+
 export async function startPortal(opts: PortalOptions = {}): Promise<Portal> {
   const log = opts.log; // log?.(…) builds the line only when there is a log
   const bus = new Bus({ name: 'portal', logger: silentLogger });
@@ -60,24 +86,6 @@ export async function startPortal(opts: PortalOptions = {}): Promise<Portal> {
     log?.(`<- ${client}/response code=${init.code}`);
     bus.post(`${client}/response`, init);
   };
-
-  function redirect(client: string, newurl: string, asked: string): void {
-    log?.(`redirecting browser to '${newurl}'`);
-    const u = esc(newurl);
-    respond(client, {
-      code: 307,
-      headers: {
-        Location: newurl,
-        Refresh: `1;URL=${newurl}`,
-        'Content-Type': 'text/html; charset=utf-8',
-      },
-      data: html(
-        'Moved!',
-        `<meta http-equiv="Refresh" content="1;URL=${u}">`,
-        `<p>${esc(asked)} needs you to accept the network's policy first: this page has been <a href="${u}">moved</a>.</p>`,
-      ),
-    });
-  }
 
   function servePage(client: string, m: Message): void {
     const form = m.str('method') === 'POST' ? Buffer.from(m.bytes('body')).toString() : m.str('query');
@@ -111,7 +119,9 @@ export async function startPortal(opts: PortalOptions = {}): Promise<Portal> {
       servePage(client, m);
     else {
       const asked = `http://${Host}${m.str('path')}${m.str('query') ? `?${m.str('query')}` : ''}`;
-      redirect(client, `http://${portal}/?url=${encodeURIComponent(asked)}`, asked);
+      const answer = redirectTo(portal, asked);
+      log?.(`redirecting browser to '${answer.headers.Location}'`);
+      respond(client, answer);
     }
     return STOP;
   });
