@@ -26,7 +26,7 @@ import { type Address, checkPath, formatAddress, parseAddress } from './path.js'
 import { PendingReply, REPLY_ROUTE, type RequestOptions, type WaitOptions, waitFor } from './reply.js';
 import { Route, type RouteHandle, type RouteHandler, routeFor } from './route.js';
 import { type Timer, Timers } from './timers.js';
-import type { Transport } from './transport.js';
+import type { SendWaiter, Transport } from './transport.js';
 
 export { ERRORS, REPLY_TO, UNDELIVERED } from './delivery.js';
 export type { Tap } from './introspection.js';
@@ -273,6 +273,30 @@ export class Bus extends Dispatcher {
       }
     }
     return new Promise((resolve) => this.enqueue(addr.path, m, resolve));
+  }
+
+  /** @internal `send()` of a built message answered through `w` (a request's own send: no promise). */
+  sendFor(address: string, m: Message, w: SendWaiter): void {
+    let addr: Address;
+    try {
+      this.open();
+      addr = parseAddress(address);
+      if (this.isLocal(addr)) {
+        this.enqueue(addr.path, m, (r) => w.sent(r));
+        return;
+      }
+      const t = this.transportFor(addr);
+      if (t.sendFor !== undefined) {
+        t.sendFor(addr, m, w);
+        return;
+      }
+      t.send(addr, m).then(
+        (r) => w.sent(r),
+        (e: unknown) => w.failed(e instanceof Error ? e : new Error(String(e))),
+      );
+    } catch (e) {
+      w.failed(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   /** Fire-and-forget send: like send() without the result promise (cheaper on hot paths). */

@@ -6,4 +6,4 @@ export type { MailboxInfo } from './mailbox.js';
 export * from './message.js';
 export * from './path.js';
 export type { Timer } from './timers.js';
-export type { RemoteAttachment, Transport } from './transport.js';
+export type { RemoteAttachment, SendWaiter, Transport } from './transport.js';

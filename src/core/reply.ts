@@ -8,6 +8,7 @@ import { MetanetError } from './errors.js';
 import type { Listener, ListenerHandle, ListenOptions, SendResult } from './listener.js';
 import { Message, type MessageInit, type Tuple } from './message.js';
 import { Deadlines, type Due, type DueLane } from './timers.js';
+import type { SendWaiter } from './transport.js';
 
 export interface WaitOptions {
   /** Tuples the message must contain, or a predicate. */
@@ -97,7 +98,7 @@ export function waitFor(
 
 /** What a pending request needs of its bus. */
 export interface ReplyHost {
-  send(address: string, init?: MessageInit): Promise<SendResult>;
+  sendFor(address: string, m: Message, w: SendWaiter): void;
   /** The request waits at its reply path. */
   openReply(r: PendingReply): void;
   /** It does no more. */
@@ -119,7 +120,7 @@ export const REPLY_ROUTE = '/system/reply';
  * comes in time; ECLOSED on close(). Same behaviour as `wait()` + `send()`, with one object and
  * no mailbox or listener per request.
  */
-export class PendingReply implements Due {
+export class PendingReply implements Due, SendWaiter {
   dueAt = 0;
   duePrev: Due | undefined = undefined;
   dueNext: Due | undefined = undefined;
@@ -148,10 +149,7 @@ export class PendingReply implements Due {
   start(m: Message): void {
     this.bus.openReply(this);
     if (Number.isFinite(this.ms)) requestTimeouts.add(this, this.ms);
-    this.bus.send(this.address, withReplyTo(m, this.path)).then(
-      (r) => this.sent(r),
-      (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
-    );
+    this.bus.sendFor(this.address, withReplyTo(m, this.path), this);
   }
 
   /** @internal The timeout passed (called by the sweep). */
@@ -170,7 +168,13 @@ export class PendingReply implements Due {
     return true;
   }
 
-  private sent(r: SendResult): void {
+  /** @internal The send failed (SendWaiter). */
+  failed(e: Error): void {
+    this.fail(e);
+  }
+
+  /** @internal What the send did (SendWaiter). */
+  sent(r: SendResult): void {
     if (this.done) return;
     if (!r.delivered) {
       this.fail(new MetanetError('ENOLISTENER', `no listener on ${this.address} to answer the request`));

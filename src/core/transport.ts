@@ -9,6 +9,12 @@ export interface RemoteAttachment {
   remove(): void;
 }
 
+/** Who waits for a send's result: `send()` with two callbacks instead of a promise. */
+export interface SendWaiter {
+  sent(r: SendResult): void;
+  failed(e: Error): void;
+}
+
 /**
  * How a bus reaches mailboxes that live elsewhere. The IPC layer (Unix sockets) and the NATS
  * layer implement it; the core only routes addresses to the first transport that `handles` them.
@@ -16,6 +22,8 @@ export interface RemoteAttachment {
 export interface Transport {
   handles(address: Address): boolean;
   send(address: Address, msg: Message): Promise<SendResult>;
+  /** `send()` answered through `w` (no promise per send); optional: `send()` is used without it. */
+  sendFor?(address: Address, msg: Message, w: SendWaiter): void;
   /**
    * Fire-and-forget (pipelined, no result). Returns undefined when the message was handed over at
    * once, else a promise that rejects if it could not be (e.g. the daemon is not running).

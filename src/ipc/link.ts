@@ -12,6 +12,7 @@ import {
 import type { Logger } from '../core/log.js';
 import { Message } from '../core/message.js';
 import { checkName } from '../core/path.js';
+import type { SendWaiter } from '../core/transport.js';
 import type { Acl } from './acl.js';
 import {
   errorFrame,
@@ -85,6 +86,20 @@ interface Pending {
   path?: string;
 }
 
+/** A SEND waiting for its RESULT with callbacks (`sendFor`): told what the RESULT says. */
+class WaitingSend implements Pending {
+  constructor(
+    readonly path: string,
+    private readonly w: SendWaiter,
+  ) {}
+  resolve(v: Frame | SendResult): void {
+    this.w.sent(v as SendResult);
+  }
+  reject(e: Error): void {
+    this.w.failed(e);
+  }
+}
+
 /**
  * One connection between two processes. Symmetric: after HELLO either side may send, listen,
  * deliver to the other's listeners and reply. See docs/wire-protocol.md. Reading (with bounded
@@ -110,7 +125,7 @@ export class Link {
   /** The reply paths of this process the peer was given, the only ones it may send to (replies.ts). */
   private readonly grants: ReplyGrants;
   /** Frame handlers by type: the peer's requests (served) and the answers and deliveries that concern us. */
-  private readonly handlers: Record<number, (f: Frame) => void>;
+  private readonly handlers: ((f: Frame) => void)[] = [];
   private readonly eventSinks = new Map<number, (path: string, m: Message, listened: boolean) => void>();
   private closedWith: Error | undefined;
   /** A connection error was found: nothing more is read; answers to earlier requests still go out. */
@@ -151,7 +166,8 @@ export class Link {
         if (this.closing && this.served.answering === 0) this.finishClosing();
       },
     });
-    this.handlers = {
+    // an array by frame type, not an object: an indexed load per frame
+    const byType: Record<number, (f: Frame) => void> = {
       ...this.served.handlers,
       [F.HELLO]: (f) => this.onHello(f),
       [F.RESULT]: (f) => this.settle(f, undefined),
@@ -160,6 +176,7 @@ export class Link {
       [F.DELIVER]: (f) => this.onDeliver(f),
       [F.EVENT]: (f) => this.onEvent(f),
     };
+    for (const [type, fn] of Object.entries(byType)) this.handlers[Number(type)] = fn;
     this.intake = new Intake(o.socket, limits, {
       get open() {
         return link.closing === undefined && link.closedWith === undefined;
@@ -218,6 +235,27 @@ export class Link {
       this.pending.set(id, { resolve: resolve as (v: Frame | SendResult) => void, reject, path });
       this.write(frame);
     });
+  }
+
+  /** `send()` answered through `w`, without a promise (a request's send). */
+  sendFor(path: string, m: Message, w: SendWaiter): void {
+    if (isReplyPath(path)) {
+      this.send(path, m).then(
+        (r) => w.sent(r),
+        (e: unknown) => w.failed(e instanceof Error ? e : new Error(String(e))),
+      );
+      return;
+    }
+    try {
+      this.check();
+    } catch (e) {
+      w.failed(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    const id = this.nextId++;
+    const frame = [F.SEND, id, path, this.qualify(m)];
+    this.pending.set(id, new WaitingSend(path, w));
+    this.write(frame);
   }
 
   post(path: string, m: Message): void {
@@ -333,7 +371,7 @@ export class Link {
       const type = f[0];
       if (this.peerName === undefined && type !== F.HELLO)
         throw new MetanetError('EPROTO', `expected HELLO first, got ${frameName(type)}`);
-      const h = this.handlers[type as number];
+      const h = typeof type === 'number' ? this.handlers[type] : undefined;
       if (h === undefined) throw new MetanetError('EPROTO', `unknown frame type ${String(type)}`);
       h(f);
     } catch (e) {

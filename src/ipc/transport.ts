@@ -4,7 +4,7 @@ import { isMetanetError, MetanetError } from '../core/errors.js';
 import type { Listener, ListenOptions, SendResult } from '../core/listener.js';
 import { Message } from '../core/message.js';
 import type { Address } from '../core/path.js';
-import type { RemoteAttachment, Transport } from '../core/transport.js';
+import type { RemoteAttachment, SendWaiter, Transport } from '../core/transport.js';
 import type { Acl } from './acl.js';
 import { socketPath } from './dir.js';
 import { CLIENT_LIMITS, type Limits } from './limits.js';
@@ -63,6 +63,16 @@ export class SocketTransport implements Transport {
     const l = this.links.get(addr.daemon!);
     if (l && !l.closed) return l.send(addr.path, m);
     return this.link(addr.daemon!).then((x) => x.send(addr.path, m));
+  }
+
+  sendFor(addr: Address, m: Message, w: SendWaiter): void {
+    const l = this.links.get(addr.daemon!);
+    if (l && !l.closed) l.sendFor(addr.path, m, w);
+    else
+      this.link(addr.daemon!).then(
+        (x) => x.sendFor(addr.path, m, w),
+        (e: unknown) => w.failed(e instanceof Error ? e : new Error(String(e))),
+      );
   }
 
   /** Fire-and-forget: pipelined, no result frame. */
