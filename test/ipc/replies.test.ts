@@ -37,6 +37,20 @@ afterAll(async () => {
   cleanup(dir);
 });
 
+/** The N of the /system/reply/N a request of `bus` waits at, once one does (N is one of the bus's ids). */
+function waitingAt(bus: Bus): Promise<number> {
+  return new Promise((resolve) => {
+    const t = setInterval(() => {
+      for (let n = 1; n < 100_000; n++)
+        if (bus.awaitsReply(`/system/reply/${n}`)) {
+          clearInterval(t);
+          resolve(n);
+          return;
+        }
+    }, 5);
+  });
+}
+
 function client(name: string): Bus {
   const b = new Bus({ name });
   attachClient(b, { dir });
@@ -69,17 +83,7 @@ describe('a reply is taken only from where the request went', () => {
   it("a peer that connects to the asking daemon cannot answer the daemon's own pending request", async () => {
     // the hub asks another daemon; other's /slow answers after 300 ms
     const answer = hub.request('other:/slow', { ms: 300 }, { timeout: 3000 });
-    const n = await new Promise<number>((resolve) => {
-      // the hub's pending request: the /system/reply/N it waits at (N is one of the bus's ids)
-      const t = setInterval(() => {
-        for (let n = 1; n < 100_000; n++)
-          if (hub.awaitsReply(`/system/reply/${n}`)) {
-            clearInterval(t);
-            resolve(n);
-            return;
-          }
-      }, 5);
-    });
+    const n = await waitingAt(hub);
     const intruder = await rawPeer(daemon.path, { hello: 'other' });
     intruder.send([F.SEND, 1, `/system/reply/${n}`, [['slept', 1, 0]]]);
     const err = await intruder.next((f) => f[0] === F.ERROR, 'ERROR for the forged reply');
@@ -99,16 +103,7 @@ describe('a reply is taken only from where the request went', () => {
     });
     try {
       const answer = hub.request('other:/slow', { ms: 200 }, { timeout: 3000 });
-      const n = await new Promise<number>((resolve) => {
-        const t = setInterval(() => {
-          for (let i = 1; i < 100_000; i++)
-            if (hub.awaitsReply(`/system/reply/${i}`)) {
-              clearInterval(t);
-              resolve(i);
-              return;
-            }
-        }, 5);
-      });
+      const n = await waitingAt(hub);
       const waiter = hub.wait(`/system/reply/${n}`, { timeout: 3000 });
       expect((await answer).int('slept')).toBe(200);
       expect((await waiter).int('slept')).toBe(200);
