@@ -40,13 +40,14 @@
  * the bus, the service and the listener alone, which other load on the machine hardly moves.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bus, silentLogger } from '../src/core/index.js';
 import { installHttpService } from '../src/services/http/index.js';
+import { transpile, tsFiles } from './compile.js';
 import { conditions } from './report-support.js';
 
 const DURATION = Number(process.env.DURATION ?? 3);
@@ -301,26 +302,12 @@ const FROM_BASE = [
 
 /** Transpile what the servers run (src, the example, this file) as tsc would, into OUT/<tree>; returns the entry. */
 async function compile(tree: 'cur' | 'base'): Promise<string> {
-  const { default: ts } = await import('typescript');
   const out = join(OUT, tree);
-  rmSync(out, { recursive: true, force: true });
-  const tsFiles = (dir: string): string[] =>
-    readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
-    );
-  const files = [...tsFiles('src'), 'examples/paper-portal.ts', SELF, 'bench/report-support.ts'];
-  for (const f of files) {
-    const from =
-      tree === 'base' && BASE && FROM_BASE.some((b) => f === b || f.startsWith(`${b}/`)) ? BASE : ROOT;
-    if (!existsSync(join(from, f))) continue;
-    const js = ts.transpileModule(readFileSync(join(from, f), 'utf8'), {
-      compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
-    }).outputText;
-    mkdirSync(dirname(join(out, f)), { recursive: true });
-    writeFileSync(join(out, f.replace(/\.ts$/, '.js')), js);
-  }
+  const files = [...tsFiles(ROOT, 'src'), 'examples/paper-portal.ts', SELF, 'bench/report-support.ts'];
+  await transpile(out, files, (f) =>
+    tree === 'base' && BASE && FROM_BASE.some((b) => f === b || f.startsWith(`${b}/`)) ? BASE : ROOT,
+  );
   cpSync(join(ROOT, 'src/apps/portal/theme'), join(out, 'src/apps/portal/theme'), { recursive: true });
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
   return join(out, SELF.replace(/\.ts$/, '.js'));
 }
 

@@ -24,15 +24,20 @@
  *   --prof DIR      write CPU profiles of the daemons (--cpu-prof) to DIR; profile this side by
  *                   running `node --cpu-prof --import tsx bench/ipc.ts …`
  * The daemons run in child processes (this file with `server`), the raw peers in another.
+ * Everything runs compiled, as production does (bench/compile.ts): this file first compiles
+ * itself with today's sources (and the baseline's) into node_modules/.cache/bench-ipc and runs
+ * that. TSX=1 runs the sources under tsx instead (to profile this process with
+ * `TSX=1 node --cpu-prof --import tsx bench/ipc.ts …`; tsx itself costs µs per round trip).
  */
-import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type * as CoreBus from '../src/core/bus.js';
+import { transpile, tsFiles } from './compile.js';
 import { conditions, fmt, pct, table } from './report-support.js';
 
 const N_PIPE = 300_000;
@@ -40,6 +45,11 @@ const N_RTT = 20_000;
 const PAYLOAD = { n: 1, mac: 'aa:bb:cc:dd:ee:ff' };
 const HERE = new URL(import.meta.url).pathname;
 const OWN_SRC = new URL('../src', import.meta.url).pathname;
+/** Run as production runs: compiled (bench/compile.ts). Under tsx (TSX=1) only to profile this process. */
+const COMPILED = HERE.endsWith('.js');
+const EXT = COMPILED ? '.js' : '.ts';
+const ROOT = new URL('..', import.meta.url).pathname;
+const OUT = join(ROOT, 'node_modules/.cache/bench-ipc');
 
 interface Sources {
   Bus: typeof CoreBus.Bus;
@@ -55,11 +65,11 @@ interface Sources {
 async function load(src: string): Promise<Sources> {
   const at = (p: string): string => pathToFileURL(join(src, p)).href;
   const [bus, log, message, daemon, wire] = await Promise.all([
-    import(at('core/bus.ts')),
-    import(at('core/log.ts')),
-    import(at('core/message.ts')),
-    import(at('ipc/daemon.ts')),
-    import(at('ipc/wire.ts')),
+    import(at(`core/bus${EXT}`)),
+    import(at(`core/log${EXT}`)),
+    import(at(`core/message${EXT}`)),
+    import(at(`ipc/daemon${EXT}`)),
+    import(at(`ipc/wire${EXT}`)),
   ]);
   return {
     Bus: bus.Bus,
@@ -85,7 +95,40 @@ if (process.argv[2] !== undefined && process.send)
   });
 if (process.argv[2] === 'server') await server(process.argv[3]!, process.argv[4]!, process.argv[5]!);
 else if (process.argv[2] === 'raw') await rawServers(process.argv[3]!);
+else if (!COMPILED && process.env.TSX !== '1') process.exitCode = await compiled();
 else await main();
+
+/**
+ * Compile this bench with today's sources (and --baseline's) into OUT and run that with node,
+ * with this process's node options but tsx's loader; returns its exit code.
+ */
+async function compiled(): Promise<number> {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--baseline');
+  const eq = args.findIndex((a) => a.startsWith('--baseline='));
+  await transpile(
+    join(OUT, 'cur'),
+    [...tsFiles(ROOT, 'src'), 'bench/ipc.ts', 'bench/report-support.ts', 'bench/compile.ts'],
+    () => ROOT,
+  );
+  if (i >= 0 || eq >= 0) {
+    const given = i >= 0 ? args[i + 1]! : args[eq]!.slice('--baseline='.length);
+    const base = dirname(resolve(process.cwd(), given));
+    await transpile(join(OUT, 'base'), tsFiles(base, 'src'), () => base);
+    if (i >= 0) args[i + 1] = join(OUT, 'base/src');
+    else args[eq] = `--baseline=${join(OUT, 'base/src')}`;
+  }
+  const execArgv: string[] = [];
+  for (let k = 0; k < process.execArgv.length; k++) {
+    const a = process.execArgv[k]!;
+    if (a === '--import' && process.execArgv[k + 1] === 'tsx') k++;
+    else if (a !== '--import=tsx') execArgv.push(a);
+  }
+  const child = spawn(process.execPath, [...execArgv, join(OUT, 'cur/bench/ipc.js'), ...args], {
+    stdio: 'inherit',
+  });
+  return new Promise((r) => child.on('exit', (code) => r(code ?? 1)));
+}
 
 async function server(dir: string, name: string, src: string): Promise<void> {
   const { Bus, silentLogger, serveDaemon } = await load(src);
@@ -166,7 +209,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mn-bench-'));
   const children: ChildProcess[] = [];
   const start = (args: string[]): Promise<() => Promise<number>> => {
-    const execArgv = ['--import', 'tsx'];
+    const execArgv = COMPILED ? [] : ['--import', 'tsx'];
     if (values.prof) execArgv.push('--cpu-prof', '--cpu-prof-dir', abs(values.prof));
     const child = fork(HERE, args, { execArgv });
     children.push(child);
