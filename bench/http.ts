@@ -339,7 +339,7 @@ async function measure(c: Child, duration: number): Promise<Run> {
     connections: CONNECTIONS,
     pipelining: 1,
     // a foreign Host: the paper portal and the portal app redirect it
-    headers: c.kind.server === 'plain' || c.kind.server === 'metanet' ? {} : { host: 'example.org' },
+    headers: ['portal', 'plain-307', 'app'].includes(c.kind.server) ? { host: 'example.org' } : {},
   };
   c.proc.send({ cmd: 'mark' });
   const r = await autocannon({ ...opts, duration });

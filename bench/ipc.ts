@@ -29,11 +29,11 @@
  * that. TSX=1 runs the sources under tsx instead (to profile this process with
  * `TSX=1 node --cpu-prof --import tsx bench/ipc.ts …`; tsx itself costs µs per round trip).
  */
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync, fork, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type * as CoreBus from '../src/core/bus.js';
@@ -100,7 +100,7 @@ else await main();
 
 /**
  * Compile this bench with today's sources (and --baseline's) into OUT and run that with node,
- * with this process's node options but tsx's loader; returns its exit code.
+ * with this process's node options except tsx's loader; returns its exit code.
  */
 async function compiled(): Promise<number> {
   const args = process.argv.slice(2);
@@ -112,9 +112,13 @@ async function compiled(): Promise<number> {
     () => ROOT,
   );
   if (i >= 0 || eq >= 0) {
-    const given = i >= 0 ? args[i + 1]! : args[eq]!.slice('--baseline='.length);
-    const base = dirname(resolve(process.cwd(), given));
-    await transpile(join(OUT, 'base'), tsFiles(base, 'src'), () => base);
+    const given = i >= 0 ? args[i + 1] : args[eq]!.slice('--baseline='.length);
+    if (!given || given.startsWith('--'))
+      throw new Error('--baseline needs a directory: the src of another tree');
+    const src = resolve(process.cwd(), given);
+    if (!existsSync(join(src, 'core/bus.ts')))
+      throw new Error(`--baseline ${given}: no core/bus.ts there (give the src directory of another tree)`);
+    await transpile(join(OUT, 'base/src'), tsFiles(src, '.'), () => src);
     if (i >= 0) args[i + 1] = join(OUT, 'base/src');
     else args[eq] = `--baseline=${join(OUT, 'base/src')}`;
   }
@@ -202,6 +206,7 @@ async function main(): Promise<void> {
   });
   // --pin: this process (the asker, the raw clients) on CPU 0, every server on CPU 1
   const pin = values.pin === true && cpus().length >= 2;
+  if (pin && spawnSync('taskset', ['-V']).error) throw new Error('--pin needs taskset (util-linux)');
   if (pin) execFileSync('taskset', ['-a', '-cp', '0', String(process.pid)], { stdio: 'ignore' });
   const rounds = Math.max(3, Number(values.rounds ?? process.env.ROUNDS ?? 5));
   const only = values.only;

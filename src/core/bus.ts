@@ -278,25 +278,22 @@ export class Bus extends Dispatcher {
   /** @internal `send()` of a built message answered through `w` (a request's own send: no promise). */
   sendFor(address: string, m: Message, w: SendWaiter): void {
     let addr: Address;
+    let t: Transport | undefined;
     try {
       this.open();
       addr = parseAddress(address);
-      if (this.isLocal(addr)) {
-        this.enqueue(addr.path, m, (r) => w.sent(r));
-        return;
-      }
-      const t = this.transportFor(addr);
-      if (t.sendFor !== undefined) {
-        t.sendFor(addr, m, w);
-        return;
-      }
+      t = this.isLocal(addr) ? undefined : this.transportFor(addr);
+    } catch (e) {
+      w.failed(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    if (t === undefined) this.enqueue(addr.path, m, (r) => w.sent(r));
+    else if (t.sendFor !== undefined) t.sendFor(addr, m, w);
+    else
       t.send(addr, m).then(
         (r) => w.sent(r),
         (e: unknown) => w.failed(e instanceof Error ? e : new Error(String(e))),
       );
-    } catch (e) {
-      w.failed(e instanceof Error ? e : new Error(String(e)));
-    }
   }
 
   /** Fire-and-forget send: like send() without the result promise (cheaper on hot paths). */
@@ -399,7 +396,7 @@ export class Bus extends Dispatcher {
   }
 
   /**
-   * Request/reply: send `init` plus a `reply-to` tuple naming a fresh mailbox, and resolve with
+   * Request/reply: send `init` plus a `reply-to` tuple naming a fresh reply path, and resolve with
    * the first message sent there (listeners answer with `ctx.reply(...)`). Rejects at once when
    * nobody listens, with ETIMEDOUT when nobody replies in time.
    */
@@ -452,19 +449,13 @@ export class Bus extends Dispatcher {
    */
   allowAnswer(path: string, who: object): boolean {
     const r = this.replies.get(path);
-    if (r === undefined) return false;
-    const a = r.answerers;
-    if (a === undefined) r.answerers = who;
-    else if (Array.isArray(a)) {
-      if (!a.includes(who)) a.push(who);
-    } else if (a !== who) r.answerers = [a, who];
-    return true;
+    r?.allow(who);
+    return r !== undefined;
   }
 
   /** @internal Whether `who` was allowed to answer the request waiting at `path`. */
   mayAnswer(path: string, who: object): boolean {
-    const a = this.replies.get(path)?.answerers;
-    return a === who || (Array.isArray(a) && a.includes(who));
+    return this.replies.get(path)?.allows(who) ?? false;
   }
 
   /** One-shot timer on the loop; cancelled by `close()`. */

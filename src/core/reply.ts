@@ -1,6 +1,6 @@
 /**
  * The synchronous style over the queue: `wait()` (the next matching message on a mailbox) and
- * request/reply (`request()`: a message with a `reply-to` mailbox, settled by the first message
+ * request/reply (`request()`: a message with a `reply-to` path, settled by the first message
  * sent there). See docs/core.md, "Synchronous style".
  */
 import { REPLY_TO } from './delivery.js';
@@ -125,8 +125,8 @@ export class PendingReply implements Due, SendWaiter {
   duePrev: Due | undefined = undefined;
   dueNext: Due | undefined = undefined;
   dueLane: DueLane | undefined = undefined;
-  /** @internal Who may answer it: the IPC layer marks the connections the request went over. */
-  answerers: object | object[] | undefined = undefined;
+  /** Who may answer it: the connections the request went over, as the IPC layer marks them. */
+  private answerers: object | object[] | undefined = undefined;
   private reply: Message | undefined;
   private delivered = false;
   private done = false;
@@ -139,6 +139,21 @@ export class PendingReply implements Due, SendWaiter {
     private readonly resolve: (m: Message) => void,
     private readonly reject: (e: Error) => void,
   ) {}
+
+  /** @internal `who` may answer (an IPC connection the request went over). */
+  allow(who: object): void {
+    const a = this.answerers;
+    if (a === undefined) this.answerers = who;
+    else if (Array.isArray(a)) {
+      if (!a.includes(who)) a.push(who);
+    } else if (a !== who) this.answerers = [a, who];
+  }
+
+  /** @internal */
+  allows(who: object): boolean {
+    const a = this.answerers;
+    return a === who || (Array.isArray(a) && a.includes(who));
+  }
 
   fail(e: Error): void {
     if (this.done) return;

@@ -9,7 +9,11 @@ export interface RemoteAttachment {
   remove(): void;
 }
 
-/** Who waits for a send's result: `send()` with two callbacks instead of a promise. */
+/**
+ * Who waits for a send's result: `send()` with two callbacks instead of a promise. One of them is
+ * called once, possibly synchronously from inside the bus's delivery or a transport's read: a
+ * waiter does no more than note the result (it must not throw, nor run user code there).
+ */
 export interface SendWaiter {
   sent(r: SendResult): void;
   failed(e: Error): void;
@@ -22,7 +26,10 @@ export interface SendWaiter {
 export interface Transport {
   handles(address: Address): boolean;
   send(address: Address, msg: Message): Promise<SendResult>;
-  /** `send()` answered through `w` (no promise per send); optional: `send()` is used without it. */
+  /**
+   * `send()` answered through `w` (no promise per send); never throws: every failure goes to
+   * `w.failed`. Optional: the bus uses `send()` without it.
+   */
   sendFor?(address: Address, msg: Message, w: SendWaiter): void;
   /**
    * Fire-and-forget (pipelined, no result). Returns undefined when the message was handed over at

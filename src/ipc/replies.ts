@@ -1,6 +1,6 @@
 import { REPLY_PREFIX } from './frames.js';
 
-/** Reply mailboxes of this process held at least until this many have been given to one peer, then swept. */
+/** Reply paths of this process (with a mailbox, no request) kept at least until this many were given to one peer, then swept. */
 const SWEEP_FIRST = 1024;
 /** A relayed reply path is honoured at least this long after it was given (ms)… */
 const RELAY_WINDOW = 30_000;
@@ -8,7 +8,7 @@ const RELAY_WINDOW = 30_000;
 const RELAY_KEPT = 65_536;
 
 /** What the grants need of the bus: its pending requests (core/bus.ts) and its mailboxes. */
-export interface ReplyHost {
+export interface GrantHost {
   awaitsReply(path: string): boolean;
   allowAnswer(path: string, who: object): boolean;
   mayAnswer(path: string, who: object): boolean;
@@ -17,7 +17,7 @@ export interface ReplyHost {
 
 /**
  * The reply paths one peer may send to (docs/ipc.md, "Replies come back the way the request
- * went"). A request's reply mailbox (`/system/reply/N`) takes a reply only from a connection the
+ * went"). A request's reply path (`/system/reply/N`) takes a reply only from a connection the
  * request was sent over, or delivered over to a remote listener; a relayed one
  * (`/system/relay/NAME/…/system/reply/N`) is forwarded only for a peer that was given it. Every
  * reply-to this process writes to the peer as its own is granted here (`grant`), so a peer that
@@ -38,7 +38,7 @@ export class ReplyGrants {
 
   private cleared = false;
 
-  constructor(private readonly bus: ReplyHost) {}
+  constructor(private readonly bus: GrantHost) {}
 
   /** The peer is given `path` (a reply path of this process, as the peer will send to it). */
   grant(path: string): void {

@@ -29,7 +29,7 @@ const VALID_PATHS_KEPT = 1024;
 function knownPath(path: string): string {
   if (validPaths.has(path)) return path;
   checkPath(path);
-  // a reply mailbox is used once: not worth remembering
+  // a reply path is used once: not worth remembering
   if (!path.startsWith(REPLY_PREFIX)) {
     if (validPaths.size >= VALID_PATHS_KEPT) validPaths.clear();
     validPaths.add(path);
@@ -122,7 +122,7 @@ export class Served {
     const path = awaited ? to0 : knownPath(to0);
     let m = fromWire(f[3], path);
     this.allowed('send', path);
-    // A reply nobody asked this peer for: to a reply mailbox that is gone (a late or second
+    // A reply nobody asked this peer for: to a request that no longer waits (a late or second
     // answer) it is delivered to nobody; into a request still waiting, or relayed, it is
     // refused: a peer that knows a client's route name must not answer that client's requests.
     if (

@@ -70,7 +70,13 @@ export class SocketTransport implements Transport {
     if (l && !l.closed) l.sendFor(addr.path, m, w);
     else
       this.link(addr.daemon!).then(
-        (x) => x.sendFor(addr.path, m, w),
+        (x) => {
+          try {
+            x.sendFor(addr.path, m, w);
+          } catch (e) {
+            w.failed(e instanceof Error ? e : new Error(String(e)));
+          }
+        },
         (e: unknown) => w.failed(e instanceof Error ? e : new Error(String(e))),
       );
   }

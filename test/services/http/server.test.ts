@@ -286,6 +286,36 @@ describe('status codes the service gives by itself', () => {
     expect((await send(port)).status).toBe(200);
   });
 
+  it('a response refused for one bad header leaves nothing of itself in the 500 (framing, keep-alive)', async () => {
+    f = fixture();
+    const port = await newServer(f.bus, '/t/web');
+    const bad = { 'X-Bad': 'a\r\nInjected: yes' };
+    f.bus.append('/t/web/request', (m) => {
+      const c = m.str('clientname');
+      const path = m.str('path');
+      if (path === '/chunked')
+        f!.bus.post(`${c}/response`, { code: 200, headers: { 'Transfer-Encoding': 'chunked', ...bad } });
+      else if (path === '/204') f!.bus.post(`${c}/response`, { code: 204, headers: bad });
+      else if (path === '/close')
+        f!.bus.post(`${c}/response`, { code: 200, headers: { Connection: 'close', ...bad } });
+      else
+        f!.bus.post(`${c}/response`, { code: 200, headers: { 'Content-Type': 'text/plain' }, data: 'next' });
+    });
+    for (const first of ['/chunked', '/204', '/close']) {
+      // two requests on one connection: the 500, then a good answer read right after it
+      const out = await raw(
+        port,
+        `GET ${first} HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
+      const head = out.slice(0, out.indexOf('\r\n\r\n'));
+      expect(head, first).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r\n/);
+      expect(head, first).not.toMatch(/chunked|Injected/i);
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1]);
+      const rest = out.slice(head.length + 4 + length);
+      expect(rest, first).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nnext$/);
+    }
+  });
+
   it('500 for a bad response message, naming the tuple, on <name>/error', async () => {
     f = fixture();
     const port = await newServer(f.bus, '/t/web');
