@@ -36,6 +36,13 @@ export interface StartOptions {
   readonly root?: string;
   /** Added to the names of the config and lease files: each round starts from an empty lease file. */
   readonly tag?: string;
+  /** Pin the server (every thread) to these CPUs (`taskset -c`, e.g. `1`); unset: not pinned. */
+  readonly cpus?: string;
+}
+
+/** `cmd args`, run under `taskset -c CPUS` when `cpus` is set (taskset execs: the pid stays the server's). */
+export function pinned(cpus: string | undefined, cmd: string, args: readonly string[]): [string, string[]] {
+  return cpus === undefined ? [cmd, [...args]] : ['taskset', ['-c', cpus, cmd, ...args]];
 }
 
 export type ServerStarter = (lab: Lab, net: BenchNet, opts?: StartOptions) => Promise<RunningServer>;
@@ -102,28 +109,31 @@ export const startKea: ServerStarter = async (lab, net, opts = {}) => {
     },
   };
   const file = lab.file(`kea${tag}-dhcp4.json`, JSON.stringify(config, null, 2));
-  const child = lab.spawn(lab.router, 'kea-dhcp4', ['-c', file], {
+  const child = lab.spawn(lab.router, ...pinned(opts.cpus, 'kea-dhcp4', ['-c', file]), {
     env: { ...process.env, KEA_PIDFILE_DIR: dir, KEA_LOCKFILE_DIR: dir },
   });
   return ready('kea', child, /DHCP4_STARTED/, 10_000);
 };
 
 export const startDnsmasq: ServerStarter = async (lab, net, opts = {}) => {
-  const child = lab.spawn(lab.router, 'dnsmasq', [
-    '-k',
-    '-d',
-    '--no-ping',
-    '--port=0',
-    `--interface=${net.iface}`,
-    '--bind-interfaces',
-    `--dhcp-range=${net.poolStart},${net.poolEnd},${net.leaseTime}`,
-    `--dhcp-option=option:router,${net.serverIp}`,
-    `--dhcp-option=option:dns-server,${net.serverIp}`,
-    `--dhcp-leasefile=${lab.file(`dnsmasq${opts.tag ?? ''}.leases`, '')}`,
-    `--dhcp-lease-max=${1 << 20}`,
-    '--conf-file=/dev/null',
-    '--quiet-dhcp',
-  ]);
+  const child = lab.spawn(
+    lab.router,
+    ...pinned(opts.cpus, 'dnsmasq', [
+      '-k',
+      '-d',
+      '--no-ping',
+      '--port=0',
+      `--interface=${net.iface}`,
+      '--bind-interfaces',
+      `--dhcp-range=${net.poolStart},${net.poolEnd},${net.leaseTime}`,
+      `--dhcp-option=option:router,${net.serverIp}`,
+      `--dhcp-option=option:dns-server,${net.serverIp}`,
+      `--dhcp-leasefile=${lab.file(`dnsmasq${opts.tag ?? ''}.leases`, '')}`,
+      `--dhcp-lease-max=${1 << 20}`,
+      '--conf-file=/dev/null',
+      '--quiet-dhcp',
+    ]),
+  );
   return ready('dnsmasq', child, /DHCP, IP range/, 5000);
 };
 
@@ -153,8 +163,7 @@ export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
   const file = lab.file(`${tag}.json`, JSON.stringify(config, null, 2));
   const child = lab.spawn(
     lab.router,
-    process.execPath,
-    [
+    ...pinned(opts.cpus, process.execPath, [
       ...(opts.nodeArgs ?? []),
       '--import',
       'tsx',
@@ -163,7 +172,7 @@ export const startMetanet: ServerStarter = async (lab, net, opts = {}) => {
       file,
       '--dir',
       lab.dir,
-    ],
+    ]),
     {
       cwd: opts.root ?? REPO_ROOT,
       env: { ...process.env, METANET_LOG: process.env.METANET_LOG ?? 'warn', ...opts.env },

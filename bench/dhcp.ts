@@ -5,7 +5,7 @@
  *   npm run bench:dhcp -- [--servers kea,metanet[,dnsmasq]] [--rounds 3] [--rates 500,1000,…]
  *                         [--overload 8000] [--period 3] [--clients 20000]
  *                         [--node-args='--cpu-prof --cpu-prof-dir=/tmp/prof']
- *                         [--env METANET_LOG=debug,…] [--baseline DIR]
+ *                         [--env METANET_LOG=debug,…] [--baseline DIR] [--pin 0:1|off]
  *
  * Rounds: the servers run one after the other, `--rounds` times (at least 3 for a median), the
  * order rotated each round (kea, metanet; metanet, kea; …), each round from an empty lease file.
@@ -37,13 +37,21 @@
  *     && ln -s "$PWD/node_modules" /tmp/dhcpbase/node_modules
  * Each step also gives the server's CPU time per exchange (/proc/PID/stat, all threads): what an
  * exchange costs whatever share of the CPU the server got, the steadier figure on a busy machine.
+ * Pinning (`--pin P:S`, default `0:1` on a machine of 2 CPUs or more, `off` to let the scheduler
+ * place them): perfdhcp runs on CPUs P and the server, every thread of it (libuv's pool too), on
+ * CPUs S (`taskset -c`), so the load generator and the server no longer take the CPU from each
+ * other. Whose limit was found the per-round table says, for the first step past each server's
+ * best: rcvbuf drops at the server (the server is the limit) or at perfdhcp (the generator is:
+ * it loses replies from its default-sized buffer while it is off the CPU, as for MetaNet's dhcpd
+ * at 9,000–11,000/s here). Other work on the machine still runs on both CPUs: the report gives
+ * the load average.
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Lab } from '../test/support/lab.js';
-import { type BenchNet, type RunningServer, SERVERS, type StartOptions } from './dhcp-servers.js';
+import { type BenchNet, pinned, type RunningServer, SERVERS, type StartOptions } from './dhcp-servers.js';
 
 export interface PerfResult {
   requested: number;
@@ -127,6 +135,9 @@ function cpuUs(pid: number | undefined): number {
 }
 const CLOCK_TICKS = 100;
 
+/** CPUs of perfdhcp (`taskset -c`), or undefined: not pinned. Set once from `--pin`. */
+let perfCpus: string | undefined;
+
 async function perfdhcp(
   lab: Lab,
   rate: number,
@@ -161,7 +172,7 @@ async function perfdhcpRun(lab: Lab, rate: number, period: number, clients: numb
     '-W',
     '500000',
   ];
-  const r = await lab.exec(lab.client, 'perfdhcp', [...args, NET.serverIp], {
+  const r = await lab.exec(lab.client, ...pinned(perfCpus, 'perfdhcp', [...args, NET.serverIp]), {
     timeoutMs: (period + 15) * 1000,
   });
   // perfdhcp exits 3 when anything was dropped; anything else non-zero is a failure to run.
@@ -174,6 +185,8 @@ async function perfdhcpRun(lab: Lab, rate: number, period: number, clients: numb
 export interface ServerRun {
   readonly steps: PerfResult[];
   readonly best: PerfResult | undefined;
+  /** The first step past the limit: the lowest rate with >= 1 % drops above the best clean one. */
+  readonly limit: PerfResult | undefined;
   readonly overload: PerfResult | undefined;
 }
 
@@ -225,7 +238,9 @@ async function benchServer(
   } finally {
     await server?.stop();
   }
-  return { steps, best: bestClean(steps), overload: over };
+  const best = bestClean(steps);
+  const limit = steps.find((r) => r.dropPct >= CLEAN_PCT && r.requested > (best?.requested ?? 0));
+  return { steps, best, limit, overload: over };
 }
 
 function bestClean(rs: readonly PerfResult[]): PerfResult | undefined {
@@ -291,6 +306,10 @@ function report(servers: readonly string[], rounds: Map<string, ServerRun>[], ov
       ...(ref ? [`ratio to ${ref}`] : []),
       ...(overload ? [`at ${overload}/s offered`, '% of own best'] : []),
       'CPU µs/exchange (clean steps)',
+      'first unclean step: req/s',
+      'drops %',
+      'rcvbuf drops server',
+      'perfdhcp',
     ],
   ];
   const ratios = new Map<string, number[]>();
@@ -327,6 +346,10 @@ function report(servers: readonly string[], rounds: Map<string, ServerRun>[], ov
         ...(ref ? [fmt(ratio, 2)] : []),
         ...(overload ? [fmt(run.overload?.rate), fmt(pct)] : []),
         fmt(cpuClean),
+        run.limit ? String(run.limit.requested) : 'none',
+        run.limit ? run.limit.dropPct.toFixed(2) : '-',
+        String(run.limit?.rcvbufServer ?? '-'),
+        String(run.limit?.rcvbufPerf ?? '-'),
       ]);
     }
   });
@@ -379,13 +402,14 @@ async function main(): Promise<void> {
     options: {
       servers: { type: 'string', default: 'kea,metanet' },
       rounds: { type: 'string', default: '3' },
-      rates: { type: 'string', default: '1000,1500,2000,3000,4000,5000,6000,7000,8000,10000,12000' },
+      rates: { type: 'string', default: '1000,2000,3000,4000,5000,6000,7000,8000,9000,10000,11000,12000' },
       overload: { type: 'string', default: '8000' },
       period: { type: 'string', default: '3' },
       clients: { type: 'string', default: '20000' },
       'node-args': { type: 'string', default: '' },
       env: { type: 'string', default: '' },
       baseline: { type: 'string' },
+      pin: { type: 'string', default: cpus().length >= 2 ? '0:1' : 'off' },
     },
     strict: true,
   });
@@ -406,7 +430,15 @@ async function main(): Promise<void> {
     if (i < 1) throw new Error(`--env wants KEY=VALUE pairs separated by commas, not ${kv}`);
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
-  const startOpts: StartOptions = { nodeArgs: values['node-args'].split(' ').filter(Boolean), env };
+  const pin = /^([\d,-]+):([\d,-]+)$/.exec(values.pin);
+  if (!pin && values.pin !== 'off')
+    throw new Error('--pin wants PERFDHCP_CPUS:SERVER_CPUS (e.g. 0:1) or off');
+  perfCpus = pin?.[1];
+  const startOpts: StartOptions = {
+    nodeArgs: values['node-args'].split(' ').filter(Boolean),
+    env,
+    ...(pin ? { cpus: pin[2] } : {}),
+  };
   if (values.baseline) servers.push('metanet-base');
   const results: Map<string, ServerRun>[] = [];
   const began = Date.now();
@@ -436,7 +468,8 @@ async function main(): Promise<void> {
   console.log(
     `DHCP DORA exchanges/s, perfdhcp -R ${clients} -p ${period} as a relay, pool of ${250 * 256 - 2} addresses, ` +
       `leases persisted; ${rounds} rounds, servers alternating (order rotated each round); ` +
-      `${cpus().length} CPUs, load average ${loadBefore} before, ${load()} after; ` +
+      `${cpus().length} CPUs, ${pin ? `perfdhcp pinned to CPU ${pin[1]}, the server to CPU ${pin[2]}` : 'not pinned'}; ` +
+      `load average ${loadBefore} before, ${load()} after; ` +
       `${((Date.now() - began) / 1000).toFixed(0)} s`,
   );
   console.log(report(servers, results, overload));

@@ -1,5 +1,7 @@
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket, type Socket, type SocketOptions } from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
 import { closeSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import type { Bus } from '../../core/bus.js';
 import { STOP } from '../../core/listener.js';
 import type { Logger } from '../../core/log.js';
@@ -39,6 +41,20 @@ import { DHCPD_BASE, DHCPD_TABLE, STATS_REPLY } from './table.js';
  * sheds what waits (a buffer of seconds of packets makes every answer late past saturation).
  */
 const RECV_BUFFER_BYTES = 512 << 10;
+
+/**
+ * The sockets' resolver: every address they bind or send to is a dotted quad (config `listen`,
+ * giaddr, ciaddr, 255.255.255.255), handed back at once. dgram's default (dns.lookup) answers a
+ * literal a tick later (a process.nextTick and a closure per reply sent).
+ */
+const literalLookup = ((
+  address: string,
+  family: unknown,
+  cb: (e: Error | null, a: string, f: number) => void,
+) => {
+  if (isIPv4(address)) cb(null, address, 4);
+  else dnsLookup(address, family as number, cb);
+}) as unknown as NonNullable<SocketOptions['lookup']>;
 
 /** The counter behind a field of STATS_REPLY: `bad-option-length` → `badOptionLength`. */
 const counterOf = (tag: string): keyof Counters =>
@@ -219,7 +235,12 @@ export async function startDhcpServer(
 
   // A receive buffer for a stall of the process (a GC, a busy machine): RECV_BUFFER_BYTES.
   const socket = (where: string, device: string | undefined): Socket => {
-    const s = createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
+    const s = createSocket({
+      type: 'udp4',
+      reuseAddr: true,
+      recvBufferSize: RECV_BUFFER_BYTES,
+      lookup: literalLookup,
+    });
     s.on('message', receiver(s, device));
     s.on('error', (e) => log.log('error', 'dhcp: socket error', { socket: where, error: e }));
     sockets.push(s);
