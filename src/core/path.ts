@@ -115,8 +115,24 @@ const parsed = new Map<string, Address>();
 const ADDRESSES_KEPT = 1024;
 const REPLY_PART = '/system/reply/';
 
+/** The address `noteAddress` was told last: the reply address of the request being served. */
+let noted: string | undefined;
+let notedAs: Address | undefined;
+
+/**
+ * `addr` is `daemon` + ':' + the path in `from` at `pathStart` (a string the caller made, e.g.
+ * the IPC layer rewriting a request's reply-to): remembered, when valid, as the next address
+ * likely parsed — the answer's — so that parsing it is one comparison. One is kept.
+ */
+export function noteAddress(addr: string, daemon: string, from: string, pathStart: number): void {
+  if (!isNameAt(daemon, 0, daemon.length) || !isPathAt(from, pathStart)) return;
+  noted = addr;
+  notedAs = { daemon, path: from.slice(pathStart) };
+}
+
 /** Parse `[host/]daemon:/path` or a bare `/path`. The result is shared: do not change it. */
 export function parseAddress(addr: string): Address {
+  if (addr === noted) return notedAs!;
   const known = parsed.get(addr);
   if (known !== undefined) return known;
   const reply = parseReply(addr);

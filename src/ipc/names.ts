@@ -1,5 +1,6 @@
 import { MetanetError } from '../core/errors.js';
 import { Message, type Tuple } from '../core/message.js';
+import { noteAddress } from '../core/path.js';
 import { isReplyPath, RELAY } from './frames.js';
 
 /**
@@ -63,7 +64,9 @@ export function inboundReplyTo(m: Message, peer: string, route: string | undefin
       `reply-to "${v}" is a bare path: the sender must name itself (${peer}:${v}), see docs/wire-protocol.md`,
     );
   if (route === undefined || v.charCodeAt(peer.length) !== 58 /* ':' */ || !v.startsWith(peer)) return m;
-  return withReplyTo(m, at, `${route}${v.slice(peer.length)}`);
+  const to = `${route}${v.slice(peer.length)}`;
+  noteAddress(to, route, v, peer.length + 1); // the answer's address, parsed once here
+  return withReplyTo(m, at, to);
 }
 
 /**

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkPath, parseAddress } from '../../src/core/index.js';
+import { checkPath, noteAddress, parseAddress } from '../../src/core/index.js';
 
 // The rules as regexes (what path.ts used before its one-pass checks): the oracle.
 const PATH = /^(?:\/[A-Za-z0-9_.\-+@=]{1,128}){1,32}$/;
@@ -119,6 +119,16 @@ describe('parsed addresses are remembered', () => {
     });
     expect(parsed('-x:/system/reply/9')).toBe('error');
     expect(parsed('x:/system/reply/')).toBe('error');
+  });
+
+  it('a noted address (the IPC layer rewriting a reply-to) parses to the same result; an invalid one is not kept', () => {
+    noteAddress('c.42:/system/reply/9', 'c.42', 'c:/system/reply/9', 2);
+    expect(parseAddress('c.42:/system/reply/9')).toEqual({ daemon: 'c.42', path: '/system/reply/9' });
+    expect(parseAddress('c.42:/system/reply/9')).toBe(parseAddress('c.42:/system/reply/9'));
+    noteAddress('c.42:/bad//path', 'c.42', 'c:/bad//path', 2);
+    expect(() => parseAddress('c.42:/bad//path')).toThrow(/bad mailbox path/);
+    noteAddress('-c:/ok', '-c', 'x:/ok', 2);
+    expect(() => parseAddress('-c:/ok')).toThrow(/bad daemon name/);
   });
 
   it('stays right across many distinct addresses (the memory is emptied when full)', () => {
