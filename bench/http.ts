@@ -303,7 +303,13 @@ const FROM_BASE = [
 /** Transpile what the servers run (src, the example, this file) as tsc would, into OUT/<tree>; returns the entry. */
 async function compile(tree: 'cur' | 'base'): Promise<string> {
   const out = join(OUT, tree);
-  const files = [...tsFiles(ROOT, 'src'), 'examples/paper-portal.ts', SELF, 'bench/report-support.ts'];
+  const files = [
+    ...tsFiles(ROOT, 'src'),
+    'examples/paper-portal.ts',
+    SELF,
+    'bench/report-support.ts',
+    'bench/compile.ts',
+  ];
   await transpile(out, files, (f) =>
     tree === 'base' && BASE && FROM_BASE.some((b) => f === b || f.startsWith(`${b}/`)) ? BASE : ROOT,
   );
