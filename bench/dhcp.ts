@@ -45,10 +45,16 @@
  * it loses replies from its default-sized buffer while it is off the CPU, as for MetaNet's dhcpd
  * at 9,000–11,000/s here). Other work on the machine still runs on both CPUs: the report gives
  * the load average.
+ * --perf-rcvbuf BYTES (default 4 MiB; 0 = off): perfdhcp runs with bench/native/rcvbuf.c preloaded
+ * (built here with cc), which gives its sockets that receive buffer (SO_RCVBUFFORCE): without it,
+ * replies arriving while perfdhcp is off the CPU overflow its default 208 KiB buffer and a fast
+ * server's rate reads low (the drops are perfdhcp's, not the server's).
  * Needs root, perfdhcp, kea-dhcp4, dnsmasq (scripts/setup.sh installs them).
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../test/support/lab.js';
 import { type BenchNet, pinned, type RunningServer, SERVERS, type StartOptions } from './dhcp-servers.js';
@@ -137,6 +143,8 @@ const CLOCK_TICKS = 100;
 
 /** CPUs of perfdhcp (`taskset -c`), or undefined: not pinned. Set once from `--pin`. */
 let perfCpus: string | undefined;
+/** perfdhcp's environment: the receive-buffer shim (bench/native/rcvbuf.c) when --perf-rcvbuf. */
+let perfEnv: NodeJS.ProcessEnv | undefined;
 
 async function perfdhcp(
   lab: Lab,
@@ -174,6 +182,7 @@ async function perfdhcpRun(lab: Lab, rate: number, period: number, clients: numb
   ];
   const r = await lab.exec(lab.client, ...pinned(perfCpus, 'perfdhcp', [...args, NET.serverIp]), {
     timeoutMs: (period + 15) * 1000,
+    ...(perfEnv ? { env: perfEnv } : {}),
   });
   // perfdhcp exits 3 when anything was dropped; anything else non-zero is a failure to run.
   if (r.code !== 0 && r.code !== 3)
@@ -397,6 +406,16 @@ const load = (): string =>
     .map((l) => l.toFixed(2))
     .join(' ');
 
+/** Compile bench/native/rcvbuf.c into the lab's directory (cc, as native addons are built); its path. */
+function buildRcvbufShim(lab: Lab): string {
+  const so = join(lab.dir, 'rcvbuf.so');
+  const src = new URL('./native/rcvbuf.c', import.meta.url).pathname;
+  const r = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', so, src, '-ldl'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0)
+    throw new Error(`--perf-rcvbuf: cannot build ${src} with cc: ${r.error?.message ?? r.stderr}`);
+  return so;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -410,6 +429,7 @@ async function main(): Promise<void> {
       env: { type: 'string', default: '' },
       baseline: { type: 'string' },
       pin: { type: 'string', default: cpus().length >= 2 ? '0:1' : 'off' },
+      'perf-rcvbuf': { type: 'string', default: String(4 << 20) },
     },
     strict: true,
   });
@@ -443,7 +463,12 @@ async function main(): Promise<void> {
   const results: Map<string, ServerRun>[] = [];
   const began = Date.now();
   const loadBefore = load();
+  const rcvbuf = Number(values['perf-rcvbuf']);
+  if (!Number.isInteger(rcvbuf) || rcvbuf < 0)
+    throw new Error('--perf-rcvbuf wants a number of bytes (0: off)');
   await Lab.with({}, async (lab) => {
+    if (rcvbuf > 0)
+      perfEnv = { ...process.env, LD_PRELOAD: buildRcvbufShim(lab), RCVBUF_BYTES: String(rcvbuf) };
     await lab.exec(lab.router, 'ip', ['addr', 'add', `${NET.serverIp}/16`, 'dev', NET.iface]);
     await lab.exec(lab.client, 'ip', ['addr', 'add', `${PERF_IP}/16`, 'dev', 'c0']);
     for (let i = 0; i < rounds; i++) {

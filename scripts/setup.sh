@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS=(nftables conntrack iproute2 udhcpc busybox isc-dhcp-client dnsmasq kea-admin kea-dhcp4-server
   slapd ldap-utils nats-server dovecot-imapd dovecot-pop3d postfix chromium python3-msgpack swaks bind9-dnsutils iperf3 prometheus nmap)
 PKGS+=(freeradius freeradius-utils)
+PKGS+=(gcc libc6-dev) # bench:dhcp builds its perfdhcp receive-buffer shim (bench/native/rcvbuf.c)
 
 missing=()
 for p in "${PKGS[@]}"; do
