@@ -39,11 +39,10 @@
  * exchange costs whatever share of the CPU the server got, the steadier figure on a busy machine.
  * Pinning (`--pin P:S`, default `0:1` on a machine of 2 CPUs or more, `off` to let the scheduler
  * place them): perfdhcp runs on CPUs P and the server, every thread of it (libuv's pool too), on
- * CPUs S (`taskset -c`), so the load generator and the server no longer take the CPU from each
+ * CPUs S (`taskset -c`), so the load generator and the server do not take the CPU from each
  * other. Whose limit was found the per-round table says, for the first step past each server's
  * best: rcvbuf drops at the server (the server is the limit) or at perfdhcp (the generator is:
- * it loses replies from its default-sized buffer while it is off the CPU, as for MetaNet's dhcpd
- * at 9,000–11,000/s here). Other work on the machine still runs on both CPUs: the report gives
+ * it loses replies while it is off the CPU; see --perf-rcvbuf). Other work on the machine still runs on both CPUs: the report gives
  * the load average.
  * --perf-rcvbuf BYTES (default 4 MiB; 0 = off): perfdhcp runs with bench/native/rcvbuf.c preloaded
  * (built here with cc), which gives its sockets that receive buffer (SO_RCVBUFFORCE): without it,
@@ -166,20 +165,28 @@ async function perfdhcp(
   };
 }
 
-async function perfdhcpRun(lab: Lab, rate: number, period: number, clients: number): Promise<PerfResult> {
-  const args = [
+/**
+ * perfdhcp's arguments for full DORA exchanges as a relay from `iface`: `rate` per second,
+ * `clients` distinct MACs, for `seconds` of test period, a 0.5 s wait for the last answers.
+ */
+export function perfdhcpArgs(iface: string, rate: number, clients: number, seconds: number): string[] {
+  return [
     '-4',
     '-l',
-    'c0',
+    iface,
     '-r',
     String(rate),
     '-R',
     String(clients),
     '-p',
-    String(period),
+    String(seconds),
     '-W',
     '500000',
   ];
+}
+
+async function perfdhcpRun(lab: Lab, rate: number, period: number, clients: number): Promise<PerfResult> {
+  const args = perfdhcpArgs('c0', rate, clients, period);
   const r = await lab.exec(lab.client, ...pinned(perfCpus, 'perfdhcp', [...args, NET.serverIp]), {
     timeoutMs: (period + 15) * 1000,
     ...(perfEnv ? { env: perfEnv } : {}),

@@ -55,7 +55,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { ADDR, GatewayLab, type Lease, REPO_ROOT } from '../examples/gateway-lab/lab.js';
 import { pidsIn } from '../examples/netns.js';
-import { parsePerfdhcp } from './dhcp.js';
+import { parsePerfdhcp, perfdhcpArgs } from './dhcp.js';
 import { conditions, fmt, table } from './report-support.js';
 
 const { values: opt } = parseArgs({
@@ -272,19 +272,7 @@ async function lease(lab: GatewayLab, ns: string): Promise<Lease> {
 
 async function perfdhcp(run: Run, rate: number, seconds: number): Promise<Step> {
   const { lab } = run;
-  const args = [
-    '-4',
-    '-l',
-    'c0',
-    '-r',
-    String(rate),
-    '-R',
-    String(MACS),
-    '-p',
-    String(seconds),
-    '-W',
-    '500000',
-  ];
+  const args = perfdhcpArgs('c0', rate, MACS, seconds);
   scraping(run, true);
   const cpu0 = routerCpuMs(lab);
   const r = await lab.exec(lab.ns.guest1, 'perfdhcp', [...args, ADDR.guest], {

@@ -35,7 +35,8 @@ const ENTITY: Record<string, string> = {
   "'": '&#39;',
 };
 const SPECIAL = /[&<>"']/;
-const esc = (s: string): string => (SPECIAL.test(s) ? s.replace(/[&<>"']/g, (c) => ENTITY[c]!) : s);
+const SPECIALS = new RegExp(SPECIAL.source, 'g');
+const esc = (s: string): string => (SPECIAL.test(s) ? s.replace(SPECIALS, (c) => ENTITY[c]!) : s);
 const html = (title: string, head: string, body: string): string =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>${head}</head><body>${body}</body></html>\n`;
 const POLICY =

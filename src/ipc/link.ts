@@ -212,38 +212,22 @@ export class Link {
 
   // ---- outgoing --------------------------------------------------------------------------
 
-  /** Send to a mailbox of the peer. With `wantResult` false the peer returns nothing (pipelined). */
+  /** Send to a mailbox of the peer; resolves with what the peer's RESULT says. */
   send(path: string, m: Message): Promise<SendResult> {
-    if (isReplyPath(path)) {
-      // A reply is one-way by nature: hand it over without a RESULT round trip (docs/ipc.md).
-      try {
-        this.post(path, m);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      return Promise.resolve(handedOver(path));
-    }
-    try {
-      this.check();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    // call() and then(resultFromFrame) in one promise: one microtask less per request
-    const id = this.nextId++;
-    const frame = [F.SEND, id, path, this.qualify(m)];
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: Frame | SendResult) => void, reject, path });
-      this.write(frame);
-    });
+    return new Promise((resolve, reject) => this.sendFor(path, m, { sent: resolve, failed: reject }));
   }
 
   /** `send()` answered through `w`, without a promise (a request's send). */
   sendFor(path: string, m: Message, w: SendWaiter): void {
     if (isReplyPath(path)) {
-      this.send(path, m).then(
-        (r) => w.sent(r),
-        (e: unknown) => w.failed(e instanceof Error ? e : new Error(String(e))),
-      );
+      // A reply is one-way by nature: hand it over without a RESULT round trip (docs/ipc.md).
+      try {
+        this.post(path, m);
+      } catch (e) {
+        w.failed(e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+      w.sent(handedOver(path));
       return;
     }
     try {

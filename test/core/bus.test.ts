@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Bus,
   CONTINUE,
@@ -10,16 +10,9 @@ import {
   silentLogger,
   UNDELIVERED,
 } from '../../src/core/index.js';
+import { freshBuses } from '../support/bus.js';
 
-let bus: Bus;
-afterEach(async () => {
-  await bus?.close();
-});
-
-function fresh(): Bus {
-  bus = new Bus({ name: 'test', logger: silentLogger });
-  return bus;
-}
+const fresh = freshBuses();
 
 /** A deferred: a promise and the function that settles it, for driving async listeners by hand. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {

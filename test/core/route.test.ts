@@ -1,28 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  Bus,
-  ERRORS,
-  isMetanetError,
-  type Message,
-  STOP,
-  silentLogger,
-  UNDELIVERED,
-} from '../../src/core/index.js';
+import { describe, expect, it } from 'vitest';
+import { ERRORS, isMetanetError, type Message, STOP, UNDELIVERED } from '../../src/core/index.js';
+import { freshBuses } from '../support/bus.js';
 
 /**
  * bus.route(): a family of paths under a prefix served by one handler, with no mailbox per path
  * (docs/core.md, Routes). What it must keep: the delivery contract (queued, never re-entrant, in
  * order), undelivered/errors as for mailboxes, and a mailbox someone makes at such a path.
  */
-let bus: Bus;
-afterEach(async () => {
-  await bus?.close();
-});
-
-function fresh(): Bus {
-  bus = new Bus({ name: 'test', logger: silentLogger });
-  return bus;
-}
+const fresh = freshBuses();
 
 describe('bus.route', () => {
   it('hands posts and sends under the prefix to the handler, queued and in order with other mailboxes', async () => {
