@@ -52,7 +52,7 @@ export class Intake {
     private readonly limits: Limits,
     private readonly sink: IntakeSink,
   ) {
-    this.reader = new FrameReader(limits.maxFrame);
+    this.reader = new FrameReader(limits.maxFrame, true);
     this.waitingSince = performance.now();
     this.arm(limits.handshakeTimeout);
     socket.on('data', (chunk: Buffer) => {
@@ -71,27 +71,30 @@ export class Intake {
   }
 
   private pump(): void {
-    const start = performance.now();
     const sink = this.sink;
     const reader = this.reader;
     let frames = 0;
-    // The clock is read after a frame whose handling may take long, and after every CLOCK_FRAMES
-    // frames or CLOCK_BYTES bytes of the quick ones (a clock read per frame would cost ~3% of a read).
+    // The turn's time is counted from its first frame that may take long, or from its first
+    // CLOCK_FRAMES frames or CLOCK_BYTES bytes of quick ones, and checked after each of those:
+    // a read of a few quick frames — a request, its answer — reads no clock (a clock read costs
+    // as much as handling a small frame).
+    let start = -1;
     let unclocked = 0;
     let clockedAt = reader.consumed;
     while (!this.stopped && sink.open) {
       const f = reader.next();
       if (f === undefined) break;
       frames++;
+      const quick = QUICK[f[0] as number] === true;
+      if (!quick && start < 0) start = performance.now();
       sink.frame(f);
-      if (
-        QUICK[f[0] as number] === true &&
-        ++unclocked < CLOCK_FRAMES &&
-        reader.consumed - clockedAt < CLOCK_BYTES
-      )
-        continue;
+      if (quick && ++unclocked < CLOCK_FRAMES && reader.consumed - clockedAt < CLOCK_BYTES) continue;
       unclocked = 0;
       clockedAt = reader.consumed;
+      if (start < 0) {
+        start = performance.now();
+        continue;
+      }
       if (performance.now() - start >= this.limits.turnBudget && reader.pending > 0) {
         // the rest of this read waits for the next turn; meanwhile read nothing more from this peer
         this.deferred = true;

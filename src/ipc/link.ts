@@ -29,7 +29,17 @@ import { Outbox } from './outbox.js';
 import type { PeerCred } from './peercred.js';
 import { ReplyGrants } from './replies.js';
 import { Served } from './served.js';
-import { encodeFrame, F, type Frame, field, frameName, fromWire, PROTOCOL_VERSION, toWire } from './wire.js';
+import {
+  encodeFrameTo,
+  F,
+  type Frame,
+  field,
+  frameName,
+  fromWire,
+  PROTOCOL_VERSION,
+  toWire,
+  type Written,
+} from './wire.js';
 
 export { REMOTE_TIMEOUT };
 
@@ -323,14 +333,14 @@ export class Link {
 
   private write(frame: readonly unknown[]): void {
     if (this.closedWith) return;
-    let buf: Buffer;
+    let w: Readonly<Written>;
     try {
-      buf = encodeFrame(frame);
+      w = encodeFrameTo(frame);
     } catch (e) {
       this.o.log.log('error', 'cannot encode frame', { frame: frameName(frame[0]), error: String(e) });
       return;
     }
-    if (this.outbox.push(buf)) this.stats.framesOut++;
+    if (this.outbox.push(w.buf, w.start, w.end)) this.stats.framesOut++;
   }
 
   /** The peer let its backlog pass the bound: cut it now, whatever else it asked for. */

@@ -1,5 +1,5 @@
 import { MetanetError } from '../core/errors.js';
-import { Message, type TupleType } from '../core/message.js';
+import { Message, type Tuple, type TupleType } from '../core/message.js';
 
 /**
  * MessagePack for the frames of the wire protocol (docs/wire-protocol.md), written and read
@@ -36,7 +36,21 @@ let slab = Buffer.allocUnsafeSlow(SLAB);
 let view = new DataView(slab.buffer, slab.byteOffset, slab.byteLength);
 let pos = 0;
 
-export function writeFrame(frame: readonly unknown[]): Buffer | undefined {
+/** Where the last frame written lies: `buf` from `start` to `end` (length prefix included). */
+export interface Written {
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+/** The last frame `writeFrameTo` wrote (one object, updated in place: read it before the next write). */
+export const written: Written = { buf: slab, start: 0, end: 0 };
+
+/**
+ * Write one frame, length prefix included, into the slab; false (nothing written) when it is
+ * msgpackr's. Where it lies is in `written`: no Buffer is made for it (a `subarray` costs as
+ * much as writing a small frame), the outbox takes the range.
+ */
+export function writeFrameTo(frame: readonly unknown[]): boolean {
   if (SLAB - pos < SLAB_MIN) {
     slab = Buffer.allocUnsafeSlow(SLAB);
     view = new DataView(slab.buffer, slab.byteOffset, slab.byteLength);
@@ -46,10 +60,13 @@ export function writeFrame(frame: readonly unknown[]): Buffer | undefined {
   pos += 4;
   if (!put(frame)) {
     pos = start;
-    return undefined;
+    return false;
   }
   view.setUint32(start, pos - start - 4);
-  return slab.subarray(start, pos);
+  written.buf = slab;
+  written.start = start;
+  written.end = pos;
+  return true;
 }
 
 /** Writes `v` at `pos`; false when it cannot (a type left to msgpackr, or no room). */
@@ -270,15 +287,135 @@ let rview = new DataView(rsrc.buffer, 0, 0);
 let rpos = 0;
 let rend = 0;
 
-export function readFrame(b: Buffer, start: number, end: number): unknown {
+/**
+ * The frame in bytes `start` to `end` of `b`, or NO (msgpackr's to read). With `messages`, the
+ * tuples of a SEND, DELIVER or EVENT are read straight into a `Message` when `fromWire` would
+ * accept them as they are (and left as arrays otherwise, for `fromWire` to name what is wrong).
+ */
+export function readFrame(b: Buffer, start: number, end: number, messages: boolean): unknown {
   if (rsrc !== b) {
     rsrc = b;
     rview = new DataView(b.buffer, b.byteOffset, b.byteLength);
   }
   rpos = start;
   rend = end;
-  const v = read();
+  let v: unknown = NO;
+  const h = b[start]!;
+  if (messages && h >= 0x90 && h < 0xa0 && start + 1 < end) {
+    const at = TUPLES_AT[b[start + 1]!];
+    if (at !== undefined && at < (h & 0x0f)) v = readCarrier(h & 0x0f, at);
+  }
+  if (v === NO) {
+    // not a frame carrying a message, or its tuples are for `fromWire` to read and judge
+    rpos = start;
+    v = read();
+  }
   return rpos === end ? v : NO;
+}
+
+/** Lists in a message nest at most this deep (the message itself is depth 0). */
+export const MAX_DEPTH = 32;
+/**
+ * Where the frames that carry a message hold its tuples: SEND `[1, id, path, tuples]`, DELIVER
+ * `[5, did, lid, path, tuples]`, EVENT `[10, mid, path, tuples, listened]`.
+ */
+const TUPLES_AT: (number | undefined)[] = [];
+TUPLES_AT[1] = 3;
+TUPLES_AT[5] = 4;
+TUPLES_AT[10] = 3;
+
+/**
+ * A frame of `n` values (its header at `rpos`) whose value `at` is a message: read straight
+ * into a `Message` (no `[tag, type, value]` arrays for `fromWire` to turn into tuples). NO when
+ * anything in it is not what `fromWire` would accept as it is: the caller reads the frame again
+ * the general way, and `fromWire` names what is wrong.
+ */
+function readCarrier(n: number, at: number): unknown[] | typeof NO {
+  rpos++;
+  if (n > rend - rpos) return NO;
+  const out: unknown[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = i === at ? readMessage(0) : read();
+    if (v === NO) return NO;
+    out[i] = v;
+  }
+  return out;
+}
+
+/** `fromWire` of the array at `rpos`, for tuples it accepts as they are; NO for anything else. */
+function readMessage(depth: number): Message | typeof NO {
+  if (depth > MAX_DEPTH || rpos >= rend) return NO;
+  const b = rsrc;
+  const h = b[rpos]!;
+  let n: number;
+  if (h >= 0x90 && h < 0xa0) {
+    n = h & 0x0f;
+    rpos++;
+  } else if (h === 0xdc && rpos + 3 <= rend) {
+    n = rview.getUint16(rpos + 1);
+    rpos += 3;
+  } else return NO;
+  // every tuple takes 4 bytes at least
+  if (4 * n > rend - rpos) return NO;
+  const out: Tuple[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    if (b[rpos] !== 0x93) return NO;
+    rpos++;
+    const th = b[rpos++]!;
+    if (th <= 0xa0 || th >= 0xc0) return NO; // a tag: a short string, not empty
+    const tag = readStr(th & 0x1f);
+    if (tag === NO || rpos >= rend) return NO;
+    const code = b[rpos++]!;
+    let t: Tuple;
+    if (code === 6) {
+      const value = readMessage(depth + 1);
+      if (value === NO) return NO;
+      t = { tag, type: 'list', value };
+    } else {
+      const v = read();
+      switch (code) {
+        case 0:
+          if (typeof v !== 'string') return NO;
+          t = { tag, type: 'str', value: v };
+          break;
+        case 1:
+          if (typeof v === 'number') {
+            // a fraction, or beyond 32 bits: written as a float
+            if (!Number.isInteger(v) || v < -0x80000000 || v > 0xffffffff) return NO;
+            t = { tag, type: 'int', value: v };
+          } else if (typeof v === 'bigint') {
+            if (v > 0x7fffffffffffffffn) return NO;
+            t = {
+              tag,
+              type: 'int',
+              value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v,
+            };
+          } else return NO;
+          break;
+        case 2:
+          if (typeof v === 'number') t = { tag, type: 'float', value: v };
+          else if (typeof v === 'bigint') t = { tag, type: 'float', value: Number(v) };
+          else return NO;
+          break;
+        case 3:
+          if (typeof v !== 'boolean') return NO;
+          t = { tag, type: 'bool', value: v };
+          break;
+        case 4:
+          if (!(v instanceof Uint8Array)) return NO;
+          t = { tag, type: 'bytes', value: v };
+          break;
+        case 5:
+          if (v !== null) return NO;
+          t = { tag, type: 'null', value: null };
+          break;
+        default:
+          return NO;
+      }
+    }
+    out[i] = t;
+  }
+  return new Message(out);
 }
 
 function read(): unknown {

@@ -13,7 +13,14 @@ const RESOLVED = Promise.resolve();
  * costs at most that much memory however many requests it sends (docs/ipc.md, "Limits").
  */
 export class Outbox {
-  private frames: Buffer[] = [];
+  /**
+   * Queued bytes as `count` ranges of buffers, kept in arrays reused from flush to flush; frames
+   * written side by side in one buffer (wire.ts) extend one range.
+   */
+  private readonly bufs: (Buffer | undefined)[] = [];
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private count = 0;
   private bytes = 0;
   private scheduled = false;
   private closed = false;
@@ -24,27 +31,28 @@ export class Outbox {
     private readonly overflow: (backlog: number) => void,
   ) {}
 
-  /** Queue one encoded frame; false (after calling `overflow`) when the peer's backlog would pass the bound. */
-  push(frame: Buffer): boolean {
+  /**
+   * Queue the encoded frame in bytes `start` to `end` of `buf` (which nothing writes over
+   * afterwards); false (after calling `overflow`) when the peer's backlog would pass the bound.
+   */
+  push(buf: Buffer, start: number, end: number): boolean {
     if (this.closed) return false;
-    const backlog = this.bytes + this.socket.writableLength + frame.length;
+    const len = end - start;
+    const backlog = this.bytes + this.socket.writableLength + len;
     if (backlog > this.maxBacklog) {
       this.close();
       this.overflow(backlog);
       return false;
     }
-    const frames = this.frames;
-    const n = frames.length;
-    const last = n > 0 ? frames[n - 1]! : undefined;
-    if (
-      last !== undefined &&
-      last.buffer === frame.buffer &&
-      last.byteOffset + last.length === frame.byteOffset
-    )
-      // frames encoded one after another lie side by side in one buffer (wire.ts): one piece, no copy
-      frames[n - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + frame.length);
-    else frames.push(frame);
-    this.bytes += frame.length;
+    const n = this.count;
+    if (n > 0 && this.bufs[n - 1] === buf && this.ends[n - 1] === start) this.ends[n - 1] = end;
+    else {
+      this.bufs[n] = buf;
+      this.starts[n] = start;
+      this.ends[n] = end;
+      this.count = n + 1;
+    }
+    this.bytes += len;
     if (!this.scheduled) {
       this.scheduled = true;
       // a promise reaction, not queueMicrotask: the same queue and order, without the
@@ -57,17 +65,29 @@ export class Outbox {
   /** Hand what is queued to the socket now. */
   readonly flush = (): void => {
     this.scheduled = false;
-    const frames = this.frames;
-    if (this.closed || frames.length === 0) return;
-    this.frames = [];
-    const bytes = this.bytes;
+    const n = this.count;
+    if (this.closed || n === 0) return;
+    const { bufs, starts, ends } = this;
+    let out: Buffer | Buffer[];
+    if (n === 1) {
+      const b = bufs[0]!;
+      out = starts[0] === 0 && ends[0] === b.length ? b : b.subarray(starts[0], ends[0]);
+    } else if (this.bytes < JOIN_BELOW) {
+      out = Buffer.allocUnsafe(this.bytes);
+      let at = 0;
+      for (let i = 0; i < n; i++) at += bufs[i]!.copy(out, at, starts[i], ends[i]);
+    } else {
+      out = [];
+      for (let i = 0; i < n; i++) out.push(bufs[i]!.subarray(starts[i], ends[i]));
+    }
+    for (let i = 0; i < n; i++) bufs[i] = undefined;
+    this.count = 0;
     this.bytes = 0;
-    if (frames.length === 1) this.socket.write(frames[0]!);
-    else if (bytes < JOIN_BELOW) this.socket.write(Buffer.concat(frames, bytes));
+    if (!Array.isArray(out)) this.socket.write(out);
     else {
       // no copy of a large backlog: the socket writes the frames in one writev
       this.socket.cork();
-      for (const f of frames) this.socket.write(f);
+      for (const f of out) this.socket.write(f);
       this.socket.uncork();
     }
   };
@@ -75,7 +95,8 @@ export class Outbox {
   /** Drop what is queued; nothing more is accepted. */
   close(): void {
     this.closed = true;
-    this.frames = [];
+    for (let i = 0; i < this.count; i++) this.bufs[i] = undefined;
+    this.count = 0;
     this.bytes = 0;
   }
 }

@@ -1,7 +1,7 @@
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { MetanetError } from '../core/errors.js';
 import { Message, type Tuple, type TupleType } from '../core/message.js';
-import { NO, readFrame, TYPE_CODE, writeFrame } from './msgpack.js';
+import { MAX_DEPTH, NO, readFrame, TYPE_CODE, type Written, writeFrameTo, written } from './msgpack.js';
 
 /**
  * The wire protocol (docs/wire-protocol.md): each frame is a 4-byte big-endian payload length
@@ -33,8 +33,9 @@ export const F = {
 export type FrameType = (typeof F)[keyof typeof F];
 
 const CODE_TYPE: readonly TupleType[] = ['str', 'int', 'float', 'bool', 'bytes', 'null', 'list'];
-/** Lists in a message nest at most this deep (the message itself is depth 0). */
-export const MAX_DEPTH = 32;
+
+export { MAX_DEPTH, type Written };
+
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
@@ -59,6 +60,8 @@ export function toWire(m: Message): WireTuple[] {
 
 /** Decode tuples from the wire; throws EPROTO naming the tuple that is wrong. */
 export function fromWire(w: unknown, where = 'message', depth = 0): Message {
+  // a frame's message the reader already read into one (msgpack.ts), its tuples checked as here
+  if (w instanceof Message) return w;
   if (!Array.isArray(w)) throw proto(`${where}: tuples must be an array, got ${kind(w)}`);
   if (depth > MAX_DEPTH) throw proto(`${where}: lists nested deeper than ${MAX_DEPTH}`);
   const out: Tuple[] = new Array(w.length);
@@ -136,9 +139,17 @@ function proto(text: string): MetanetError {
  * (msgpackr would write them as float64, which receivers refuse for an id).
  */
 export function encodeFrame(frame: Frame): Buffer {
+  const w = encodeFrameTo(frame);
+  return w.start === 0 && w.end === w.buf.length ? w.buf : w.buf.subarray(w.start, w.end);
+}
+
+/**
+ * `encodeFrame` without making a Buffer of the frame: where it lies (`written`, msgpack.ts; one
+ * object, read it before the next encode). Later encodes never overwrite it.
+ */
+export function encodeFrameTo(frame: Frame): Readonly<Written> {
   const wide = wideInts(frame);
-  const fast = writeFrame(wide);
-  if (fast !== undefined) return fast;
+  if (writeFrameTo(wide)) return written;
   // msgpackr leaves 4 bytes free in front of the payload for the length: no second buffer, no
   // copy. The result is a slice of msgpackr's output buffer that later packs never overwrite.
   const out = packr.pack(
@@ -146,7 +157,10 @@ export function encodeFrame(frame: Frame): Buffer {
     LENGTH_PREFIX,
   );
   out.writeUInt32BE(out.length - 4, 0);
-  return out;
+  written.buf = out;
+  written.start = 0;
+  written.end = out.length;
+  return written;
 }
 const LENGTH_PREFIX = RESERVE_START_SPACE | 4;
 
@@ -166,7 +180,7 @@ function wideInts(frame: Frame): Frame {
  * integers come back as numbers whatever their encoding when they are safe integers.
  */
 export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_INFINITY): Frame {
-  return decodeAt(payload, 0, payload.length, maxValues);
+  return decodeAt(payload, 0, payload.length, maxValues, false);
 }
 
 /**
@@ -175,11 +189,11 @@ export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_I
  */
 const AT = { start: 0, end: 0 };
 
-function decodeAt(b: Uint8Array, start: number, end: number, maxValues: number): Frame {
+function decodeAt(b: Uint8Array, start: number, end: number, maxValues: number, messages: boolean): Frame {
   if (end - start > maxValues) checkValues(b, start, end, maxValues);
   let v: unknown;
   try {
-    v = b instanceof Buffer ? readFrame(b, start, end) : NO;
+    v = b instanceof Buffer ? readFrame(b, start, end, messages) : NO;
     if (v === NO) {
       AT.start = start;
       AT.end = end;
@@ -317,7 +331,15 @@ export class FrameReader {
   /** Bytes of the frames returned so far (length prefixes included). */
   consumed = 0;
 
-  constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {
+  /**
+   * With `messages`, the tuples of a SEND, DELIVER or EVENT come as a `Message` when they are
+   * valid as they are (read straight into it; `fromWire` returns it as it is), as arrays
+   * otherwise; without, every frame is the arrays msgpackr reads.
+   */
+  constructor(
+    private readonly maxFrame = DEFAULT_MAX_FRAME,
+    private readonly messages = false,
+  ) {
     this.maxValues = Math.max(1024, Math.floor(maxFrame / BYTES_PER_VALUE));
   }
 
@@ -349,7 +371,7 @@ export class FrameReader {
       this.off = 0;
     }
     try {
-      return decodeAt(head, start, start + len, this.maxValues);
+      return decodeAt(head, start, start + len, this.maxValues, this.messages);
     } catch (e) {
       return this.fail(e as MetanetError);
     }
