@@ -309,7 +309,7 @@ export class Bus extends Dispatcher {
       q[n] = this.lastBox;
       q[n + 1] = init as Message;
       this.queued = n + 2;
-      if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+      if (this.scheduled === undefined && this.held === 0) this.scheduled = setImmediate(this.drain);
       return;
     }
     this.postAny(address, init);
@@ -336,7 +336,7 @@ export class Bus extends Dispatcher {
       }
       this.queue[this.queued++] = mb;
       this.queue[this.queued++] = m;
-      if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+      if (this.scheduled === undefined && this.held === 0) this.scheduled = setImmediate(this.drain);
       return;
     }
     if (address.charCodeAt(0) !== 47) {
@@ -371,7 +371,7 @@ export class Bus extends Dispatcher {
     if (this.taps.length > 0) for (const t of this.taps) t(address, m, true);
     this.queue[this.queued++] = address;
     this.queue[this.queued++] = m;
-    if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+    if (this.scheduled === undefined && this.held === 0) this.scheduled = setImmediate(this.drain);
   }
 
   /**

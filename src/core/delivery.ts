@@ -12,6 +12,7 @@ import {
   type ListenerFailure,
   type ListenerInfo,
   type ListenerResult,
+  NONE,
   type SendResult,
   STOP,
 } from './listener.js';
@@ -49,8 +50,8 @@ export class Delivery {
       listeners: this.ran,
       stopped: this.stoppedBy !== undefined,
       stoppedBy: this.stoppedBy,
-      errors: this.errors ?? [],
-      timedOut: this.timedOut ?? [],
+      errors: this.errors ?? NONE,
+      timedOut: this.timedOut ?? NONE,
     };
   }
 }
@@ -143,6 +144,8 @@ export abstract class Dispatcher {
   protected lastPath: string | undefined;
   protected lastBox: Mailbox | undefined;
   protected scheduled: NodeJS.Immediate | undefined;
+  /** Holds on scheduling a turn (`holdDelivery`): while any, sends only queue. */
+  protected held = 0;
   /** Messages taken off the queue and not finished yet (queued ones are `queued / 2`). */
   private running = 0;
   private idle: (() => void)[] = [];
@@ -168,7 +171,7 @@ export abstract class Dispatcher {
     }
     this.queue[this.queued++] = d;
     this.queue[this.queued++] = undefined;
-    if (this.scheduled === undefined) this.scheduled = setImmediate(this.drain);
+    if (this.scheduled === undefined && this.held === 0) this.scheduled = setImmediate(this.drain);
   }
 
   /**
@@ -179,6 +182,23 @@ export abstract class Dispatcher {
   deliverQueued(): void {
     if (this.scheduled === undefined) return;
     clearImmediate(this.scheduled);
+    this.drain();
+  }
+
+  /**
+   * For I/O layers, around the handling of one read (the IPC layer's turn of frames): what is
+   * sent from here to `releaseDelivery()` is delivered by that call, and no loop turn is
+   * scheduled for it meanwhile (a `setImmediate` and its clearing per read saved). Holds nest;
+   * the last release delivers. Every hold must be released (in a `finally`).
+   */
+  holdDelivery(): void {
+    this.held++;
+  }
+
+  releaseDelivery(): void {
+    if (--this.held > 0) return;
+    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    else if (this.queued === 0) return;
     this.drain();
   }
 

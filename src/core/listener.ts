@@ -77,6 +77,9 @@ export interface ListenerFailure {
 }
 
 /** What happened to a sent message. */
+/** The `errors` or `timedOut` of a send that had none: one frozen empty array, not two fresh ones per send. */
+export const NONE: readonly never[] = Object.freeze([]);
+
 export interface SendResult {
   /** The address it was sent to. */
   readonly mailbox: string;

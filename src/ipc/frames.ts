@@ -1,5 +1,11 @@
 import { isMetanetError, MetanetError } from '../core/errors.js';
-import type { ListenerHandle, ListenerInfo, Position, SendResult } from '../core/listener.js';
+import {
+  type ListenerHandle,
+  type ListenerInfo,
+  NONE,
+  type Position,
+  type SendResult,
+} from '../core/listener.js';
 import { Message, type MessageInit } from '../core/message.js';
 import { F, type Frame, field, fromWire, kind, toWire } from './wire.js';
 
@@ -19,7 +25,7 @@ export function isReplyPath(path: string): boolean {
 }
 
 export function handedOver(path: string): SendResult {
-  return { mailbox: path, delivered: true, listeners: 1, stopped: false, errors: [], timedOut: [] };
+  return { mailbox: path, delivered: true, listeners: 1, stopped: false, errors: NONE, timedOut: NONE };
 }
 
 /** Mailboxes under this prefix forward to another daemon: `/system/relay/NAME/path` → `NAME:/path`. */
@@ -84,7 +90,7 @@ export function resultToFrame(id: number, r: SendResult): unknown[] {
     r.listeners,
     r.stopped,
     r.stoppedBy ? toWire(r.stoppedBy.identity) : null,
-    r.errors.map((e) => `${e.listener.name}: ${e.error}`),
+    r.errors.length === 0 ? NONE : r.errors.map((e) => `${e.listener.name}: ${e.error}`),
     r.timedOut.length,
   ];
 }
@@ -101,8 +107,8 @@ export function resultFromFrame(path: string, f: Frame): SendResult {
       listeners: n,
       stopped,
       stoppedBy: undefined,
-      errors: [],
-      timedOut: [],
+      errors: NONE,
+      timedOut: NONE,
     };
   const errors = Array.isArray(f[6]) ? (f[6] as unknown[]).map(String) : [];
   const stoppedBy = Array.isArray(f[5]) ? fromWire(f[5], 'RESULT stoppedBy') : undefined;

@@ -24,7 +24,9 @@ export interface IntakeSink {
   readonly greeted: boolean;
   /** One frame. */
   frame(f: Frame): void;
-  /** The end of a turn of frames: what they queued may run now. */
+  /** A turn of frames begins: what they queue runs at its end (`turnEnd`), not a loop turn later. */
+  turnStart(): void;
+  /** The end of a turn of frames: what they queued runs now. */
   turnEnd(): void;
   /** The stream broke at a malformed frame; nothing after it will be read. */
   broken(e: MetanetError): void;
@@ -72,6 +74,31 @@ export class Intake {
 
   private pump(): void {
     const sink = this.sink;
+    sink.turnStart();
+    let frames = -1;
+    try {
+      frames = this.frames();
+    } finally {
+      sink.turnEnd();
+    }
+    if (frames < 0 || this.stopped || !sink.open) return;
+    if (this.reader.error) {
+      this.stop();
+      sink.broken(this.reader.error);
+      return;
+    }
+    if (!sink.greeted) return; // still waiting since the connection opened
+    if (this.reader.pending === 0) this.waitingSince = undefined;
+    else if (frames > 0 || this.waitingSince === undefined) {
+      // a new frame started in this read: its time runs from now
+      this.waitingSince = performance.now();
+      this.arm(this.limits.handshakeTimeout);
+    }
+  }
+
+  /** Hands the frames read to the sink, within the turn's budget: how many, or -1 when the rest waits for the next turn. */
+  private frames(): number {
+    const sink = this.sink;
     const reader = this.reader;
     let frames = 0;
     // The turn's time is counted from its first frame that may take long, or from its first
@@ -100,24 +127,10 @@ export class Intake {
         this.deferred = true;
         this.socket.pause();
         setImmediate(this.resume);
-        sink.turnEnd();
-        return;
+        return -1;
       }
     }
-    sink.turnEnd();
-    if (this.stopped || !sink.open) return;
-    if (this.reader.error) {
-      this.stop();
-      sink.broken(this.reader.error);
-      return;
-    }
-    if (!sink.greeted) return; // still waiting since the connection opened
-    if (this.reader.pending === 0) this.waitingSince = undefined;
-    else if (frames > 0 || this.waitingSince === undefined) {
-      // a new frame started in this read: its time runs from now
-      this.waitingSince = performance.now();
-      this.arm(this.limits.handshakeTimeout);
-    }
+    return frames;
   }
 
   private readonly resume = (): void => {

@@ -195,7 +195,8 @@ export class Link {
         return link.peerName !== undefined;
       },
       frame: (f) => this.onFrame(f),
-      turnEnd: () => this.o.bus.deliverQueued(),
+      turnStart: () => this.o.bus.holdDelivery(),
+      turnEnd: () => this.o.bus.releaseDelivery(),
       broken: (e) => this.fatal(e),
       stalled: (e) => this.fatal(e),
     });
@@ -224,20 +225,20 @@ export class Link {
 
   /** Send to a mailbox of the peer; resolves with what the peer's RESULT says. */
   send(path: string, m: Message): Promise<SendResult> {
+    if (isReplyPath(path)) {
+      // settled at once (a listener's reply, the daemon's hottest send): no waiter, no executor
+      const e = this.handOver(path, m);
+      return e === undefined ? Promise.resolve(handedOver(path)) : Promise.reject(e);
+    }
     return new Promise((resolve, reject) => this.sendFor(path, m, { sent: resolve, failed: reject }));
   }
 
   /** `send()` answered through `w`, without a promise (a request's send). */
   sendFor(path: string, m: Message, w: SendWaiter): void {
     if (isReplyPath(path)) {
-      // A reply is one-way by nature: hand it over without a RESULT round trip (docs/ipc.md).
-      try {
-        this.post(path, m);
-      } catch (e) {
-        w.failed(e instanceof Error ? e : new Error(String(e)));
-        return;
-      }
-      w.sent(handedOver(path));
+      const e = this.handOver(path, m);
+      if (e === undefined) w.sent(handedOver(path));
+      else w.failed(e);
       return;
     }
     try {
@@ -250,6 +251,16 @@ export class Link {
     const frame = [F.SEND, id, path, this.qualify(m)];
     this.pending.set(id, new WaitingSend(path, w));
     this.write(frame);
+  }
+
+  /** A reply is one-way by nature: handed over without a RESULT round trip (docs/ipc.md); the error, if it cannot be. */
+  private handOver(path: string, m: Message): Error | undefined {
+    try {
+      this.post(path, m);
+      return undefined;
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
   }
 
   post(path: string, m: Message): void {

@@ -589,6 +589,32 @@ describe('post(): its fast paths keep every rule', () => {
     expect(seen).toEqual([0, 10, 1, 11]);
   });
 
+  it('holdDelivery(): sends only queue until the last releaseDelivery(), which delivers them in order, at once', async () => {
+    const b = fresh();
+    const seen: string[] = [];
+    b.append('/a', (m) => void seen.push(m.str('k')));
+    b.append('/b', (m) => void seen.push(m.str('k')));
+    b.holdDelivery();
+    b.post('/a', { k: 'a1' });
+    b.holdDelivery(); // nested: the outer release delivers
+    const sent = b.send('/b', { k: 'b1' });
+    b.post('/a', { k: 'a2' });
+    b.releaseDelivery();
+    // a loop turn later: still held, nothing scheduled
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual([]);
+    b.releaseDelivery();
+    expect(seen).toEqual(['a1', 'b1', 'a2']); // delivered by the release itself
+    expect((await sent).delivered).toBe(true);
+    // released with nothing queued: nothing happens; later sends take the loop turn again
+    b.holdDelivery();
+    b.releaseDelivery();
+    b.post('/a', { k: 'a3' });
+    expect(seen).toEqual(['a1', 'b1', 'a2']);
+    await b.settled();
+    expect(seen).toEqual(['a1', 'b1', 'a2', 'a3']);
+  });
+
   it('a prebuilt message posted again and again arrives every time; a subclass of Message too', async () => {
     const b = fresh();
     const seen: string[] = [];
