@@ -22,7 +22,7 @@ import {
   REMOTE_TIMEOUT,
   resultFromFrame,
 } from './frames.js';
-import { Intake } from './intake.js';
+import { Intake, type ReusedReads } from './intake.js';
 import { CLIENT_LIMITS, LINGER, type Limits } from './limits.js';
 import { outboundReplyTo } from './names.js';
 import { Outbox } from './outbox.js';
@@ -75,6 +75,8 @@ export interface LinkOptions {
   readonly onClose: (link: Link) => void;
   /** Counted into (increments only; `metanet up` serves them on /metrics). */
   readonly stats?: IpcStats;
+  /** The socket reads into the process's reused buffer (it was made with `reads.option`). */
+  readonly reads?: ReusedReads;
 }
 
 /** Frames and errors of a transport's links, for metrics (docs/metrics.md). */
@@ -187,19 +189,24 @@ export class Link {
       [F.EVENT]: (f) => this.onEvent(f),
     };
     for (const [type, fn] of Object.entries(byType)) this.handlers[Number(type)] = fn;
-    this.intake = new Intake(o.socket, limits, {
-      get open() {
-        return link.closing === undefined && link.closedWith === undefined;
+    this.intake = new Intake(
+      o.socket,
+      limits,
+      {
+        get open() {
+          return link.closing === undefined && link.closedWith === undefined;
+        },
+        get greeted() {
+          return link.peerName !== undefined;
+        },
+        frame: (f) => this.onFrame(f),
+        turnStart: () => this.o.bus.holdDelivery(),
+        turnEnd: () => this.o.bus.releaseDelivery(),
+        broken: (e) => this.fatal(e),
+        stalled: (e) => this.fatal(e),
       },
-      get greeted() {
-        return link.peerName !== undefined;
-      },
-      frame: (f) => this.onFrame(f),
-      turnStart: () => this.o.bus.holdDelivery(),
-      turnEnd: () => this.o.bus.releaseDelivery(),
-      broken: (e) => this.fatal(e),
-      stalled: (e) => this.fatal(e),
-    });
+      o.reads,
+    );
     o.socket.on('error', (e) => this.shutdown(e));
     o.socket.on('close', () =>
       this.shutdown(new MetanetError('EUNREACHABLE', `connection to ${this.who} closed`)),

@@ -286,13 +286,17 @@ let rsrc: Buffer = Buffer.alloc(0);
 let rview = new DataView(rsrc.buffer, 0, 0);
 let rpos = 0;
 let rend = 0;
+/** Byte arrays are copied out of the frame (its memory is reused after the read). */
+let rcopy = false;
 
 /**
  * The frame in bytes `start` to `end` of `b`, or NO (msgpackr's to read). With `messages`, the
  * tuples of a SEND, DELIVER or EVENT are read straight into a `Message` when `fromWire` would
  * accept them as they are (and left as arrays otherwise, for `fromWire` to name what is wrong).
+ * With `copy`, byte arrays are copies, not views of `b`.
  */
-export function readFrame(b: Buffer, start: number, end: number, messages: boolean): unknown {
+export function readFrame(b: Buffer, start: number, end: number, messages: boolean, copy: boolean): unknown {
+  rcopy = copy;
   if (rsrc !== b) {
     rsrc = b;
     rview = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -516,10 +520,10 @@ function read(): unknown {
     default:
       return NO;
   }
-  // bin: a view of the frame's bytes, as msgpackr gives it
+  // bin: a view of the frame's bytes, as msgpackr gives it (a copy of them, from reused memory)
   if (rpos + n > rend) return NO;
   rpos += n;
-  return b.subarray(rpos - n, rpos);
+  return rcopy ? Buffer.from(b.subarray(rpos - n, rpos)) : b.subarray(rpos - n, rpos);
 }
 
 function truncated(n: number, what: string, left: number): MetanetError {

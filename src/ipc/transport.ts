@@ -7,6 +7,7 @@ import type { Address } from '../core/path.js';
 import type { RemoteAttachment, SendWaiter, Transport } from '../core/transport.js';
 import type { Acl } from './acl.js';
 import { socketPath } from './dir.js';
+import { ReusedReads } from './intake.js';
 import { CLIENT_LIMITS, type Limits } from './limits.js';
 import { type IpcStats, Link, type RemoteListener } from './link.js';
 import { routeName } from './names.js';
@@ -138,7 +139,8 @@ export class SocketTransport implements Transport {
   private dial(name: string): Promise<Link> {
     const path = socketPath(this.o.dir, name);
     return new Promise<Link>((resolve, reject) => {
-      const sock: Socket = connect(path);
+      const reads = new ReusedReads();
+      const sock: Socket = connect({ path, onread: reads.option });
       const fail = (e: NodeJS.ErrnoException): void => {
         if (e.code === 'EACCES' || e.code === 'EPERM') {
           reject(
@@ -162,7 +164,7 @@ export class SocketTransport implements Transport {
       sock.once('error', fail);
       sock.once('connect', () => {
         sock.off('error', fail);
-        const link = this.adopt(sock, undefined);
+        const link = this.adopt(sock, undefined, undefined, reads);
         link.ready.then(
           () => {
             if (link.peerName !== name) this.links.set(name, link); // the socket's name is what we route by
@@ -179,11 +181,12 @@ export class SocketTransport implements Transport {
    * its daemon accepted. An accepted peer is routed by a name this process makes (`NAME.PID`,
    * names.ts), never by the name it says: nobody can take a name's replies, nor pose as a daemon.
    */
-  adopt(sock: Socket, accepted: Accepted | undefined, onClose?: () => void): Link {
+  adopt(sock: Socket, accepted: Accepted | undefined, onClose?: () => void, reads?: ReusedReads): Link {
     return new Link({
       bus: this.bus,
       localName: this.o.name,
       socket: sock,
+      reads,
       log: this.bus.log,
       remoteListeners: this.listeners,
       stats: this.stats,

@@ -40,6 +40,14 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false });
+/** The same, copying byte arrays out of the frame (for frames read from a reused buffer). */
+const packrCopy = new Packr({
+  useRecords: false,
+  int64AsType: 'bigint',
+  mapsAsObjects: true,
+  moreTypes: false,
+  copyBuffers: true,
+});
 
 export type WireTuple = [string, number, unknown];
 export type Frame = readonly unknown[];
@@ -180,7 +188,7 @@ function wideInts(frame: Frame): Frame {
  * integers come back as numbers whatever their encoding when they are safe integers.
  */
 export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_INFINITY): Frame {
-  return decodeAt(payload, 0, payload.length, maxValues, false);
+  return decodeAt(payload, 0, payload.length, maxValues, false, false);
 }
 
 /**
@@ -189,15 +197,22 @@ export function decodePayload(payload: Uint8Array, maxValues = Number.POSITIVE_I
  */
 const AT = { start: 0, end: 0 };
 
-function decodeAt(b: Uint8Array, start: number, end: number, maxValues: number, messages: boolean): Frame {
+function decodeAt(
+  b: Uint8Array,
+  start: number,
+  end: number,
+  maxValues: number,
+  messages: boolean,
+  copy: boolean,
+): Frame {
   if (end - start > maxValues) checkValues(b, start, end, maxValues);
   let v: unknown;
   try {
-    v = b instanceof Buffer ? readFrame(b, start, end, messages) : NO;
+    v = b instanceof Buffer ? readFrame(b, start, end, messages, copy) : NO;
     if (v === NO) {
       AT.start = start;
       AT.end = end;
-      v = packr.unpack(b, AT);
+      v = (copy ? packrCopy : packr).unpack(b, AT);
     }
   } catch (e) {
     throw proto(`frame is not valid MessagePack: ${e instanceof Error ? e.message : String(e)}`);
@@ -326,6 +341,9 @@ export class FrameReader {
   private off = 0;
   private tail: Buffer[] = [];
   private tailBytes = 0;
+  /** `head`, or the last of `tail`, is memory the caller reuses (`feed(…, true)`; `keep()`). */
+  private headBorrowed = false;
+  private lastTailBorrowed = false;
   private readonly maxValues: number;
   error: MetanetError | undefined;
   /** Bytes of the frames returned so far (length prefixes included). */
@@ -343,14 +361,35 @@ export class FrameReader {
     this.maxValues = Math.max(1024, Math.floor(maxFrame / BYTES_PER_VALUE));
   }
 
-  feed(chunk: Buffer): void {
+  /**
+   * More bytes. `borrowed`: `chunk` is memory the caller reuses after this read (a socket's
+   * `onread` buffer): frames read from it copy their byte arrays, and `keep()` must be called
+   * before the memory is reused.
+   */
+  feed(chunk: Buffer, borrowed = false): void {
     if (this.error || chunk.length === 0) return;
     if (this.off === this.head.length) {
       this.head = chunk;
       this.off = 0;
+      this.headBorrowed = borrowed;
     } else {
       this.tail.push(chunk);
       this.tailBytes += chunk.length;
+      this.lastTailBorrowed = borrowed;
+    }
+  }
+
+  /** After a borrowed `feed` and the frames read from it: copies what is still buffered out of the borrowed memory. */
+  keep(): void {
+    if (this.headBorrowed) {
+      this.head = this.off < this.head.length ? Buffer.from(this.head.subarray(this.off)) : EMPTY;
+      this.off = 0;
+      this.headBorrowed = false;
+    }
+    if (this.lastTailBorrowed) {
+      const n = this.tail.length;
+      if (n > 0) this.tail[n - 1] = Buffer.from(this.tail[n - 1]!);
+      this.lastTailBorrowed = false;
     }
   }
 
@@ -363,15 +402,17 @@ export class FrameReader {
     if (len === 0) return this.fail(proto('empty frame'));
     if (!this.has(4 + len)) return undefined;
     const head = this.head;
+    const copy = this.headBorrowed;
     const start = this.off + 4;
     this.off = start + len;
     this.consumed += 4 + len;
     if (this.off === head.length) {
       this.head = EMPTY;
       this.off = 0;
+      this.headBorrowed = false;
     }
     try {
-      return decodeAt(head, start, start + len, this.maxValues, this.messages);
+      return decodeAt(head, start, start + len, this.maxValues, this.messages, copy);
     } catch (e) {
       return this.fail(e as MetanetError);
     }
@@ -397,6 +438,8 @@ export class FrameReader {
     if (have + this.tailBytes < n) return false;
     this.head = Buffer.concat([this.head.subarray(this.off), ...this.tail]);
     this.off = 0;
+    this.headBorrowed = false;
+    this.lastTailBorrowed = false;
     this.tail = [];
     this.tailBytes = 0;
     return true;

@@ -54,6 +54,27 @@ describe('remote mailboxes', () => {
     expect(r.list('l').list('inner').str('x')).toBe('y');
   });
 
+  it('replies read into the reused read buffer stay intact: big ones across reads, many at once, bytes kept', async () => {
+    const b = client();
+    // a reply of ~600 KB arrives over many reads into the one 64 KB buffer; its bytes must be a copy
+    const big = Buffer.alloc(600_000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7919) & 0xff;
+    const r = await b.request('fx:/echo', { blob: big, s: 'é'.repeat(3000) });
+    expect(Buffer.compare(Buffer.from(r.bytes('blob')), big)).toBe(0);
+    expect(r.str('s')).toBe('é'.repeat(3000));
+    // 300 requests at once: their replies come many to a read; each keeps its own bytes
+    const replies = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        b.request('fx:/echo', { i, b: Buffer.from([i & 0xff, i >> 8, 7]) }),
+      ),
+    );
+    // later reads reused the buffer: every earlier reply still holds what was sent
+    replies.forEach((x, i) => {
+      expect(x.int('i')).toBe(i);
+      expect([...x.bytes('b')]).toEqual([i & 0xff, i >> 8, 7]);
+    });
+  });
+
   it('send reports delivery, and undelivered for a mailbox nobody listens to', async () => {
     const b = client();
     const ok = await b.send('fx:/count', { n: 1 });
