@@ -55,6 +55,7 @@ export function refuse(sock: Socket, daemon: string, code: string, text: string)
   // what the peer sends meanwhile is read and dropped: closing with unread bytes would reset
   // the connection and the peer might not read the ERROR
   sock.on('data', () => {});
+  sock.resume(); // accepted paused (daemon.ts)
   sock.end(
     Buffer.concat([
       encodeFrame([F.HELLO, PROTOCOL_VERSION, daemon, process.pid]),

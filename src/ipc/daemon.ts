@@ -15,6 +15,7 @@ import {
 } from './limits.js';
 import { isRouteLike } from './names.js';
 import { peerCred } from './peercred.js';
+import { withReusedReads } from './reused.js';
 import { SocketTransport } from './transport.js';
 
 export interface DaemonOptions {
@@ -75,7 +76,9 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
   const transport = new SocketTransport(bus, { dir, name, inbound });
   bus.attach(transport);
   const acl = new Acl(options.acl);
-  const server: Server = createServer((sock) => {
+  // accepted paused: an admitted connection moves to a socket reading into the reused buffer
+  // before anything is read (reused.ts)
+  const server: Server = createServer({ pauseOnConnect: true }, (sock) => {
     const cred = peerCred(sock);
     const uid = cred?.uid ?? -1;
     const refused = admission.admit(uid);
@@ -84,7 +87,8 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
       refuse(sock, name, 'EDENIED', refused);
       return;
     }
-    transport.adopt(sock, { acl, cred }, () => admission.leave(uid));
+    const moved = withReusedReads(sock);
+    transport.adopt(moved.sock, { acl, cred }, () => admission.leave(uid), moved.reads);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

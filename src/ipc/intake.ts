@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { MetanetError } from '../core/errors.js';
 import type { Limits } from './limits.js';
+import type { ReusedReads } from './reused.js';
 import { F, type Frame, FrameReader } from './wire.js';
 
 /**
@@ -32,38 +33,6 @@ export interface IntakeSink {
   broken(e: MetanetError): void;
   /** The peer did not send HELLO, or finish a frame it started, within the handshake timeout. */
   stalled(e: MetanetError): void;
-}
-
-/** The memory every socket of this process that reads through `ReusedReads` reads into, one read after the other. */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * A socket's reads into one buffer the process reuses (`net.connect`'s `onread`): no buffer
- * allocated and no stream machinery per read (2.5–3 µs of CPU less per request/reply round trip
- * of a client, measured). Every read is handled at once and what must outlive it is copied
- * (`FrameReader.keep`, byte arrays of the frames), so one buffer serves every such socket.
- * Make one per socket: `connect({ path, onread: reads.option })`, then give it to the intake.
- */
-export class ReusedReads {
-  private to: ((chunk: Buffer) => void) | undefined;
-  /** Reads before the intake was attached, copied. */
-  private early: Buffer[] = [];
-  readonly option = {
-    buffer: READ_BUFFER,
-    callback: (n: number): boolean => {
-      const chunk = READ_BUFFER.subarray(0, n);
-      if (this.to !== undefined) this.to(chunk);
-      else this.early.push(Buffer.from(chunk));
-      return true;
-    },
-  };
-
-  attach(to: (chunk: Buffer) => void): void {
-    this.to = to;
-    const early = this.early;
-    this.early = [];
-    for (const c of early) to(c);
-  }
 }
 
 /**

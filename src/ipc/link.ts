@@ -22,12 +22,13 @@ import {
   REMOTE_TIMEOUT,
   resultFromFrame,
 } from './frames.js';
-import { Intake, type ReusedReads } from './intake.js';
+import { Intake } from './intake.js';
 import { CLIENT_LIMITS, LINGER, type Limits } from './limits.js';
 import { outboundReplyTo } from './names.js';
 import { Outbox } from './outbox.js';
 import type { PeerCred } from './peercred.js';
 import { ReplyGrants } from './replies.js';
+import type { ReusedReads } from './reused.js';
 import { Served } from './served.js';
 import {
   encodeFrameTo,

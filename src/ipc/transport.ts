@@ -7,11 +7,11 @@ import type { Address } from '../core/path.js';
 import type { RemoteAttachment, SendWaiter, Transport } from '../core/transport.js';
 import type { Acl } from './acl.js';
 import { socketPath } from './dir.js';
-import { ReusedReads } from './intake.js';
 import { CLIENT_LIMITS, type Limits } from './limits.js';
 import { type IpcStats, Link, type RemoteListener } from './link.js';
 import { routeName } from './names.js';
 import type { PeerCred } from './peercred.js';
+import { ReusedReads } from './reused.js';
 
 export interface SocketTransportOptions {
   /** The socket directory. */
