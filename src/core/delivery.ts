@@ -180,8 +180,8 @@ export abstract class Dispatcher {
    * and keeps every ordering rule — nothing runs before `send()` returns.
    */
   deliverQueued(): void {
-    if (this.scheduled === undefined) return;
-    clearImmediate(this.scheduled);
+    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    else if (this.queued === 0) return; // nothing queued (or, held, queued without a turn: delivered now too)
     this.drain();
   }
 
@@ -196,6 +196,7 @@ export abstract class Dispatcher {
   }
 
   releaseDelivery(): void {
+    if (this.held === 0) throw new Error('releaseDelivery() without holdDelivery()');
     if (--this.held > 0) return;
     if (this.scheduled !== undefined) clearImmediate(this.scheduled);
     else if (this.queued === 0) return;

@@ -76,10 +76,10 @@ export interface ListenerFailure {
   readonly error: string;
 }
 
-/** What happened to a sent message. */
 /** The `errors` or `timedOut` of a send that had none: one frozen empty array, not two fresh ones per send. */
 export const NONE: readonly never[] = Object.freeze([]);
 
+/** What happened to a sent message. */
 export interface SendResult {
   /** The address it was sent to. */
   readonly mailbox: string;

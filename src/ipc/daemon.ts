@@ -1,5 +1,5 @@
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Bus } from '../core/bus.js';
 import { MetanetError } from '../core/errors.js';
 import { Acl, type AclRule } from './acl.js';
@@ -76,6 +76,8 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
   const transport = new SocketTransport(bus, { dir, name, inbound });
   bus.attach(transport);
   const acl = new Acl(options.acl);
+  /** Accepted connections moved to reused-buffer reads (reused.ts), until they close. */
+  const connections = new Set<Socket>();
   // accepted paused: an admitted connection moves to a socket reading into the reused buffer
   // before anything is read (reused.ts)
   const server: Server = createServer({ pauseOnConnect: true }, (sock) => {
@@ -88,6 +90,11 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
       return;
     }
     const moved = withReusedReads(sock);
+    // the server no longer tracks a moved connection: close() waits for it here
+    if (moved.sock !== sock) {
+      connections.add(moved.sock);
+      moved.sock.once('close', () => connections.delete(moved.sock));
+    }
     transport.adopt(moved.sock, { acl, cred }, () => admission.leave(uid), moved.reads);
   });
   await new Promise<void>((resolve, reject) => {
@@ -110,9 +117,14 @@ export async function serveDaemon(bus: Bus, options: DaemonOptions = {}): Promis
       process.off('exit', removeSocket);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      // stop accepting, then close the open connections (server.close waits for them to end)
+      // stop accepting, then close the open connections and wait for them to end (server.close
+      // waits for those it still tracks; the moved ones are waited for here: one not greeted yet
+      // ends at its handshake timeout, one lingering when its peer has read the last frames)
       const stopped = new Promise<void>((r) => server.close(() => r()));
       await transport.close();
+      await Promise.all(
+        [...connections].map((c) => (c.closed ? undefined : new Promise((r) => c.once('close', r)))),
+      );
       await stopped;
       removeSocket();
     })();

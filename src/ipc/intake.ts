@@ -67,8 +67,12 @@ export class Intake {
   private read(chunk: Buffer, borrowed: boolean): void {
     if (this.stopped) return; // closing: read and drop
     this.reader.feed(chunk, borrowed);
-    if (!this.deferred) this.pump();
-    if (borrowed) this.reader.keep();
+    try {
+      if (!this.deferred) this.pump();
+    } finally {
+      // the chunk's memory is read into next: what is still buffered leaves it, whatever happened
+      if (borrowed) this.reader.keep();
+    }
   }
 
   /** Stop: no frame is handed over any more; bytes still coming are read and dropped. */

@@ -28,9 +28,14 @@ export class ReusedReads {
 
   attach(to: (chunk: Buffer) => void): void {
     this.to = to;
+    if (this.early.length === 0) return;
+    // reads come only after the socket's 'connect' (or its construction): kept for safety, and
+    // handed over once the caller's setup has finished, in order, before any later read
     const early = this.early;
     this.early = [];
-    for (const c of early) to(c);
+    queueMicrotask(() => {
+      for (const c of early) to(c);
+    });
   }
 }
 
@@ -50,8 +55,14 @@ const F_DUPFD_CLOEXEC = 1030;
 export function withReusedReads(accepted: Socket): { sock: Socket; reads: ReusedReads | undefined } {
   const fd = (accepted as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return asItIs(accepted);
-  fcntl ??= koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, ...)') as Fcntl;
-  const copy = fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0);
+  let copy: number;
+  try {
+    fcntl ??= koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, ...)') as Fcntl;
+    // at least 3: never stdin, stdout or stderr, should one of them be closed
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 'int', 3);
+  } catch {
+    return asItIs(accepted);
+  }
   if (copy < 0) return asItIs(accepted);
   const reads = new ReusedReads();
   let sock: Socket;

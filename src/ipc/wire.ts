@@ -368,7 +368,7 @@ export class FrameReader {
    */
   feed(chunk: Buffer, borrowed = false): void {
     if (this.error || chunk.length === 0) return;
-    if (this.off === this.head.length) {
+    if (this.off === this.head.length && this.tail.length === 0) {
       this.head = chunk;
       this.off = 0;
       this.headBorrowed = borrowed;

@@ -613,6 +613,11 @@ describe('post(): its fast paths keep every rule', () => {
     expect(seen).toEqual(['a1', 'b1', 'a2']);
     await b.settled();
     expect(seen).toEqual(['a1', 'b1', 'a2', 'a3']);
+    // a release without a hold is a bug of the caller, said at once (not a bus that stalls)
+    expect(() => b.releaseDelivery()).toThrow(/without holdDelivery/);
+    b.post('/a', { k: 'a4' });
+    await b.settled();
+    expect(seen.at(-1)).toBe('a4');
   });
 
   it('a prebuilt message posted again and again arrives every time; a subclass of Message too', async () => {

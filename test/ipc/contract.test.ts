@@ -63,6 +63,27 @@ function frameBytes(...parts: Buffer[]): Buffer {
 const str = (s: string): Buffer => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
 
 describe('id 0: one-way requests', () => {
+  it('a one-way request read before a bad frame is carried out, its reply written, before the ERROR and the close', async () => {
+    const p = await peer('early');
+    p.send(
+      [
+        F.SEND,
+        0,
+        '/echo',
+        [
+          ['q', 0, 'first'],
+          ['reply-to', 0, 'early:/system/reply/1'],
+        ],
+      ],
+      [99, 1],
+    );
+    await p.closed;
+    const reply = p.frames.findIndex((f) => f[0] === F.SEND && f[2] === '/system/reply/1');
+    const error = p.frames.findIndex((f) => f[0] === F.ERROR && f[1] === 0);
+    expect(p.frames[reply]).toEqual([F.SEND, 0, '/system/reply/1', [['q', 0, 'first']]]);
+    expect(String(p.frames[error]?.[3])).toMatch(/unknown frame type 99/);
+    expect(reply).toBeLessThan(error);
+  });
   it('a bad one-way request is not answered; its error goes to /system/error and the connection stays', async () => {
     errors.length = 0;
     const p = await peer('oneway');

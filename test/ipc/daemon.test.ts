@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { isMetanetError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/core/log.js';
 import { serveDaemon } from '../../src/ipc/daemon.js';
 import { socketDir } from '../../src/ipc/dir.js';
 import { cleanup, ROOT, runTs, startFixture, stopAll, tempDir } from '../support/daemons.js';
@@ -30,6 +32,25 @@ describe('daemon endpoint', () => {
     await daemon.close();
     await bus.close();
     expect(existsSync(`${d}/alpha.sock`)).toBe(false);
+  });
+
+  it('close() waits for the connections still open, greeted or not, and ends when they end', async () => {
+    const d = dir();
+    const bus = new Bus({ name: 'waits', logger: silentLogger });
+    const daemon = await serveDaemon(bus, { dir: d, signals: false });
+    const raw = connect(daemon.path); // connected, never greeted
+    await new Promise<void>((r) => raw.once('connect', () => r()));
+    await new Promise((r) => setTimeout(r, 50)); // accepted by now
+    let closed = false;
+    const closing = daemon.close().then(() => {
+      closed = true;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(closed).toBe(false);
+    raw.destroy();
+    await closing;
+    expect(existsSync(`${d}/waits.sock`)).toBe(false);
+    await bus.close();
   });
 
   it('the directory comes from the flag, then METANET_DIR, then /run/metanet', () => {

@@ -436,6 +436,18 @@ describe('frame reader', () => {
       { numRuns: 300 },
     );
   });
+  it('bytes fed while the head is used up and a few wait in the tail come after those', () => {
+    const a = encodeFrame([F.OK, 1, 2]);
+    const b = encodeFrame([F.SEND, 0, '/b', [['n', 1, 7]]]);
+    const r = new FrameReader();
+    r.feed(a);
+    r.feed(b.subarray(0, 2)); // less than a length prefix, behind the unread frame
+    expect(r.next()).toEqual([F.OK, 1, 2]);
+    expect(r.next()).toBeUndefined();
+    r.feed(b.subarray(2));
+    expect(r.next()).toEqual([F.SEND, 0, '/b', [['n', 1, 7]]]);
+    expect(r.pending).toBe(0);
+  });
   it('refuses an oversized frame before buffering it', () => {
     const r = new FrameReader(1024);
     const head = Buffer.alloc(4);
