@@ -197,10 +197,7 @@ export abstract class Dispatcher {
 
   releaseDelivery(): void {
     if (this.held === 0) throw new Error('releaseDelivery() without holdDelivery()');
-    if (--this.held > 0) return;
-    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
-    else if (this.queued === 0) return;
-    this.drain();
+    if (--this.held === 0) this.deliverQueued();
   }
 
   /** Runs once per loop turn: delivers what was queued before it started (later sends wait a turn). */

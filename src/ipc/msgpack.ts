@@ -346,6 +346,42 @@ function readCarrier(n: number, at: number): unknown[] | typeof NO {
   return out;
 }
 
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * The tuple of type code 0–5 holding the decoded value `v`, as `fromWire` (wire.ts) takes it; undefined
+ * when `v` does not fit the code (an int beyond 64 bits included, which `fromWire` names). Shared by
+ * `fromWire` and the direct reader below, so both accept the same tuples.
+ */
+export function scalarTuple(tag: string, code: unknown, v: unknown): Tuple | undefined {
+  switch (code) {
+    case 0:
+      return typeof v === 'string' ? { tag, type: 'str', value: v } : undefined;
+    case 1:
+      // msgpackr reads ints up to 32 bits as numbers and wider ones as bigints: a number outside
+      // that range (or with a fraction) was written as a float
+      if (typeof v === 'number')
+        return Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff
+          ? { tag, type: 'int', value: v }
+          : undefined;
+      if (typeof v === 'bigint' && v >= INT64_MIN && v <= INT64_MAX)
+        return { tag, type: 'int', value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v };
+      return undefined;
+    case 2:
+      if (typeof v === 'number') return { tag, type: 'float', value: v };
+      return typeof v === 'bigint' ? { tag, type: 'float', value: Number(v) } : undefined;
+    case 3:
+      return typeof v === 'boolean' ? { tag, type: 'bool', value: v } : undefined;
+    case 4:
+      return v instanceof Uint8Array ? { tag, type: 'bytes', value: v } : undefined;
+    case 5:
+      return v === null || v === undefined ? { tag, type: 'null', value: null } : undefined;
+    default:
+      return undefined;
+  }
+}
+
 /** `fromWire` of the array at `rpos`, for tuples it accepts as they are; NO for anything else. */
 function readMessage(depth: number): Message | typeof NO {
   if (depth > MAX_DEPTH || rpos >= rend) return NO;
@@ -370,52 +406,14 @@ function readMessage(depth: number): Message | typeof NO {
     const tag = readStr(th & 0x1f);
     if (tag === NO || rpos >= rend) return NO;
     const code = b[rpos++]!;
-    let t: Tuple;
+    let t: Tuple | undefined;
     if (code === 6) {
       const value = readMessage(depth + 1);
       if (value === NO) return NO;
       t = { tag, type: 'list', value };
     } else {
-      const v = read();
-      switch (code) {
-        case 0:
-          if (typeof v !== 'string') return NO;
-          t = { tag, type: 'str', value: v };
-          break;
-        case 1:
-          if (typeof v === 'number') {
-            // a fraction, or beyond 32 bits: written as a float
-            if (!Number.isInteger(v) || v < -0x80000000 || v > 0xffffffff) return NO;
-            t = { tag, type: 'int', value: v };
-          } else if (typeof v === 'bigint') {
-            if (v > 0x7fffffffffffffffn) return NO;
-            t = {
-              tag,
-              type: 'int',
-              value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v,
-            };
-          } else return NO;
-          break;
-        case 2:
-          if (typeof v === 'number') t = { tag, type: 'float', value: v };
-          else if (typeof v === 'bigint') t = { tag, type: 'float', value: Number(v) };
-          else return NO;
-          break;
-        case 3:
-          if (typeof v !== 'boolean') return NO;
-          t = { tag, type: 'bool', value: v };
-          break;
-        case 4:
-          if (!(v instanceof Uint8Array)) return NO;
-          t = { tag, type: 'bytes', value: v };
-          break;
-        case 5:
-          if (v !== null) return NO;
-          t = { tag, type: 'null', value: null };
-          break;
-        default:
-          return NO;
-      }
+      t = scalarTuple(tag, code, read());
+      if (t === undefined) return NO;
     }
     out[i] = t;
   }

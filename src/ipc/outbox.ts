@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { bytesOf } from './wire.js';
 
 /** Below this many queued bytes a flush joins its frames into one buffer; above, the socket writes them as a vector. */
 const JOIN_BELOW = 64 * 1024;
@@ -69,10 +70,8 @@ export class Outbox {
     if (this.closed || n === 0) return;
     const { bufs, starts, ends } = this;
     let out: Buffer | Buffer[];
-    if (n === 1) {
-      const b = bufs[0]!;
-      out = starts[0] === 0 && ends[0] === b.length ? b : b.subarray(starts[0], ends[0]);
-    } else if (this.bytes < JOIN_BELOW) {
+    if (n === 1) out = bytesOf(bufs[0]!, starts[0]!, ends[0]!);
+    else if (this.bytes < JOIN_BELOW) {
       out = Buffer.allocUnsafe(this.bytes);
       let at = 0;
       for (let i = 0; i < n; i++) at += bufs[i]!.copy(out, at, starts[i], ends[i]);

@@ -14,28 +14,19 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
  */
 export class ReusedReads {
   private to: ((chunk: Buffer) => void) | undefined;
-  /** Reads before the intake was attached, copied. */
-  private early: Buffer[] = [];
   readonly option = {
     buffer: READ_BUFFER,
     callback: (n: number): boolean => {
-      const chunk = READ_BUFFER.subarray(0, n);
-      if (this.to !== undefined) this.to(chunk);
-      else this.early.push(Buffer.from(chunk));
+      // the socket reads from a later turn of the loop than the one that made it and attached
+      // its intake: a read with nobody attached is a bug here, said at once, never data dropped
+      if (this.to === undefined) throw new Error('a read before the intake attached');
+      this.to(READ_BUFFER.subarray(0, n));
       return true;
     },
   };
 
   attach(to: (chunk: Buffer) => void): void {
     this.to = to;
-    if (this.early.length === 0) return;
-    // reads come only after the socket's 'connect' (or its construction): kept for safety, and
-    // handed over once the caller's setup has finished, in order, before any later read
-    const early = this.early;
-    this.early = [];
-    queueMicrotask(() => {
-      for (const c of early) to(c);
-    });
   }
 }
 

@@ -1,7 +1,18 @@
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { MetanetError } from '../core/errors.js';
 import { Message, type Tuple, type TupleType } from '../core/message.js';
-import { MAX_DEPTH, NO, readFrame, TYPE_CODE, type Written, writeFrameTo, written } from './msgpack.js';
+import {
+  INT64_MAX,
+  INT64_MIN,
+  MAX_DEPTH,
+  NO,
+  readFrame,
+  scalarTuple,
+  TYPE_CODE,
+  type Written,
+  writeFrameTo,
+  written,
+} from './msgpack.js';
 
 /**
  * The wire protocol (docs/wire-protocol.md): each frame is a 4-byte big-endian payload length
@@ -36,18 +47,15 @@ const CODE_TYPE: readonly TupleType[] = ['str', 'int', 'float', 'bool', 'bytes',
 
 export { MAX_DEPTH, type Written };
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false });
-/** The same, copying byte arrays out of the frame (for frames read from a reused buffer). */
-const packrCopy = new Packr({
+const PACKR_OPTIONS = {
   useRecords: false,
   int64AsType: 'bigint',
   mapsAsObjects: true,
   moreTypes: false,
-  copyBuffers: true,
-});
+} as const;
+const packr = new Packr(PACKR_OPTIONS);
+/** The same, copying byte arrays out of the frame (for frames read from a reused buffer). */
+const packrCopy = new Packr({ ...PACKR_OPTIONS, copyBuffers: true });
 
 export type WireTuple = [string, number, unknown];
 export type Frame = readonly unknown[];
@@ -98,36 +106,10 @@ function decodeTuple(
   where: string,
   depth: number,
 ): Tuple | undefined {
-  switch (code) {
-    case 0:
-      return typeof v === 'string' ? { tag, type: 'str', value: v } : undefined;
-    case 1:
-      // msgpackr reads ints up to 32 bits as numbers and wider ones as bigints: a number outside
-      // that range (or with a fraction) was written as a float
-      if (typeof v === 'number')
-        return Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff
-          ? { tag, type: 'int', value: v }
-          : undefined;
-      if (typeof v === 'bigint') {
-        if (v < INT64_MIN || v > INT64_MAX)
-          throw proto(`${where}: tuple "${tag}" holds ${v}, outside the signed 64-bit range of an int`);
-        return { tag, type: 'int', value: v >= -0x1fffffffffffffn && v <= 0x1fffffffffffffn ? Number(v) : v };
-      }
-      return undefined;
-    case 2:
-      if (typeof v === 'number') return { tag, type: 'float', value: v };
-      return typeof v === 'bigint' ? { tag, type: 'float', value: Number(v) } : undefined;
-    case 3:
-      return typeof v === 'boolean' ? { tag, type: 'bool', value: v } : undefined;
-    case 4:
-      return v instanceof Uint8Array ? { tag, type: 'bytes', value: v } : undefined;
-    case 5:
-      return v === null || v === undefined ? { tag, type: 'null', value: null } : undefined;
-    case 6:
-      return { tag, type: 'list', value: fromWire(v, `${where} > ${tag}`, depth + 1) };
-    default:
-      return undefined;
-  }
+  if (code === 6) return { tag, type: 'list', value: fromWire(v, `${where} > ${tag}`, depth + 1) };
+  if (code === 1 && typeof v === 'bigint' && (v < INT64_MIN || v > INT64_MAX))
+    throw proto(`${where}: tuple "${tag}" holds ${v}, outside the signed 64-bit range of an int`);
+  return scalarTuple(tag, code, v);
 }
 
 export function kind(v: unknown): string {
@@ -148,7 +130,12 @@ function proto(text: string): MetanetError {
  */
 export function encodeFrame(frame: Frame): Buffer {
   const w = encodeFrameTo(frame);
-  return w.start === 0 && w.end === w.buf.length ? w.buf : w.buf.subarray(w.start, w.end);
+  return bytesOf(w.buf, w.start, w.end);
+}
+
+/** Bytes `start` to `end` of `buf` as a Buffer: `buf` itself when that is all of it (no view made). */
+export function bytesOf(buf: Buffer, start: number, end: number): Buffer {
+  return start === 0 && end === buf.length ? buf : buf.subarray(start, end);
 }
 
 /**
